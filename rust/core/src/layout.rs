@@ -1,0 +1,453 @@
+//! Image layout math for every model family (spec: layout.md §4, §6; hashing.md §5).
+//!
+//! Everything here reproduces Python float semantics exactly: `round` is ties-to-even,
+//! `int()` truncates, integer products are exact and converted once to f64.
+
+use crate::error::{layout, Error, Result};
+use crate::floatfmt::py_float_repr;
+
+/// Largest accepted side. Keeps every `h·w` (and Kimi's patch products) below 2^53, where
+/// f64 division of the converted integers equals Python's exact int/int true division.
+pub const MAX_SIDE: u64 = 1 << 24;
+
+/// The only rescale factor v1 reproduces: Python's `1 / 255`.
+pub const RESCALE_1_255: f64 = 1.0 / 255.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QwenGeometry {
+    pub patch_size: u64,
+    pub merge_size: u64,
+    pub temporal_patch_size: u64,
+    pub min_pixels: u64,
+    pub max_pixels: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KimiGeometry {
+    pub patch_size: u64,
+    pub merge_kernel_size: u64,
+    pub in_patch_limit: u64,
+    pub patch_limit_on_one_side: u64,
+    pub fixed_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Geometry {
+    Qwen(QwenGeometry),
+    Kimi(KimiGeometry),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeCompat {
+    /// Pillow 13.0: vertical pass first when it shrinks the height by more than twice
+    /// the width's shrink (pixels.md §2.4).
+    Pillow13,
+    /// Pillow <= 12: always horizontal, then vertical.
+    Pillow12,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExifPolicy {
+    Apply,
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlphaPolicy {
+    CompositeWhite,
+    Drop,
+}
+
+macro_rules! str_enum {
+    ($ty:ty, $what:literal, $($name:literal => $var:expr),+) => {
+        impl $ty {
+            pub fn parse(s: &str) -> Result<Self> {
+                match s {
+                    $($name => Ok($var),)+
+                    _ => layout(format!(concat!("unsupported ", $what, " {:?}; expected one of {}"),
+                                        s, [$($name),+].join(", "))),
+                }
+            }
+            pub fn as_str(self) -> &'static str {
+                $(if self == $var { return $name; })+
+                unreachable!()
+            }
+        }
+    };
+}
+str_enum!(ResizeCompat, "resize_compat", "pillow13" => ResizeCompat::Pillow13, "pillow12" => ResizeCompat::Pillow12);
+str_enum!(ExifPolicy, "exif_policy", "apply" => ExifPolicy::Apply, "ignore" => ExifPolicy::Ignore);
+str_enum!(AlphaPolicy, "alpha_policy", "composite_white" => AlphaPolicy::CompositeWhite, "drop" => AlphaPolicy::Drop);
+
+/// Knobs that change pixel values but not the grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelKnobs {
+    pub image_mean: [f64; 3],
+    pub image_std: [f64; 3],
+    pub rescale_factor: f64,
+    pub resize_compat: ResizeCompat,
+    pub exif_policy: ExifPolicy,
+    pub alpha_policy: AlphaPolicy,
+}
+
+/// A complete, validated image layout: geometry plus pixel knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knobs {
+    pub geometry: Geometry,
+    pub pixel: PixelKnobs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLayout {
+    pub width: u64,
+    pub height: u64,
+    pub resized_width: u64,
+    pub resized_height: u64,
+    pub padded_width: u64,
+    pub padded_height: u64,
+    pub grid_thw: [u64; 3],
+    pub num_tokens: u64,
+}
+
+fn positive(name: &str, v: u64) -> Result<()> {
+    if v == 0 {
+        return layout(format!("{name} must be >= 1, got 0"));
+    }
+    Ok(())
+}
+
+impl Knobs {
+    pub fn new(geometry: Geometry, pixel: PixelKnobs) -> Result<Self> {
+        match geometry {
+            Geometry::Qwen(g) => {
+                positive("patch_size", g.patch_size)?;
+                positive("merge_size", g.merge_size)?;
+                positive("temporal_patch_size", g.temporal_patch_size)?;
+                positive("min_pixels", g.min_pixels)?;
+                positive("max_pixels", g.max_pixels)?;
+                if g.patch_size * g.merge_size > 1 << 16 {
+                    return layout("patch_size * merge_size is too large");
+                }
+            }
+            Geometry::Kimi(g) => {
+                positive("patch_size", g.patch_size)?;
+                positive("merge_kernel_size", g.merge_kernel_size)?;
+                positive("in_patch_limit", g.in_patch_limit)?;
+                positive("patch_limit_on_one_side", g.patch_limit_on_one_side)?;
+                if g.patch_size * g.merge_kernel_size > 1 << 16 || g.patch_limit_on_one_side > MAX_SIDE {
+                    return layout("kimi knobs are too large");
+                }
+                if pixel.image_mean != [0.5; 3] || pixel.image_std != [0.5; 3] {
+                    return layout(
+                        "kimi_k25 layouts reproduce Moonshot's normalisation only for image_mean = image_std = 0.5",
+                    );
+                }
+            }
+        }
+        for (name, vals) in [("image_mean", pixel.image_mean), ("image_std", pixel.image_std)] {
+            if vals.iter().any(|v| !v.is_finite()) {
+                return layout(format!("{name} must be finite, got {vals:?}"));
+            }
+        }
+        if pixel.image_std.iter().any(|v| *v == 0.0) {
+            return layout("image_std must not contain 0");
+        }
+        if pixel.rescale_factor != RESCALE_1_255 {
+            return layout(format!(
+                "rescale_factor must be 1/255 (0.00392156862745098) in v1, got {}",
+                if pixel.rescale_factor.is_finite() { py_float_repr(pixel.rescale_factor) } else { "non-finite".into() }
+            ));
+        }
+        Ok(Knobs { geometry, pixel })
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self.geometry {
+            Geometry::Qwen(_) => "qwen_vl",
+            Geometry::Kimi(_) => "kimi_k25",
+        }
+    }
+
+    pub fn patch_size(&self) -> u64 {
+        match self.geometry {
+            Geometry::Qwen(g) => g.patch_size,
+            Geometry::Kimi(g) => g.patch_size,
+        }
+    }
+
+    /// The `rawmm-layout:v1` text (hashing.md §5.1): `key=CJSON(value)` pairs sorted by key.
+    pub fn fingerprint_text(&self) -> String {
+        let floats = |v: &[f64; 3]| format!("[{}]", v.map(py_float_repr).join(","));
+        let quoted = |s: &str| format!("\"{s}\"");
+        let p = &self.pixel;
+        let mut pairs: Vec<(&str, String)> = vec![
+            ("alpha_policy", quoted(p.alpha_policy.as_str())),
+            ("exif_policy", quoted(p.exif_policy.as_str())),
+            ("image_mean", floats(&p.image_mean)),
+            ("image_std", floats(&p.image_std)),
+            ("resample", quoted("bicubic")),
+            ("rescale_factor", py_float_repr(p.rescale_factor)),
+            ("resize_compat", quoted(p.resize_compat.as_str())),
+        ];
+        match self.geometry {
+            Geometry::Qwen(g) => pairs.extend([
+                ("patch_size", g.patch_size.to_string()),
+                ("merge_size", g.merge_size.to_string()),
+                ("temporal_patch_size", g.temporal_patch_size.to_string()),
+                ("min_pixels", g.min_pixels.to_string()),
+                ("max_pixels", g.max_pixels.to_string()),
+            ]),
+            Geometry::Kimi(g) => pairs.extend([
+                ("patch_size", g.patch_size.to_string()),
+                ("merge_kernel_size", g.merge_kernel_size.to_string()),
+                ("in_patch_limit", g.in_patch_limit.to_string()),
+                ("patch_limit_on_one_side", g.patch_limit_on_one_side.to_string()),
+                ("fixed_output_tokens", g.fixed_output_tokens.map_or("null".into(), |v| v.to_string())),
+            ]),
+        }
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let body: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("rawmm-layout:v1:{}:{}", self.family(), body.join(";"))
+    }
+
+    /// 32 lowercase hex: the first half of BLAKE3 over the fingerprint text.
+    pub fn fingerprint(&self) -> String {
+        blake3::hash(self.fingerprint_text().as_bytes()).to_hex()[..32].to_string()
+    }
+
+    pub fn image(&self, width: u64, height: u64) -> Result<ImageLayout> {
+        match self.geometry {
+            Geometry::Qwen(g) => qwen_image(&g, width, height),
+            Geometry::Kimi(g) => kimi_image(&g, width, height),
+        }
+    }
+
+    /// Vectorised `image`: `sizes` is `[w0, h0, w1, h1, ...]`; the output has six columns per
+    /// row: resized_width, resized_height, grid_t, grid_h, grid_w, num_tokens.
+    pub fn images(&self, sizes: &[i64]) -> Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(sizes.len() / 2 * 6);
+        for (row, wh) in sizes.chunks_exact(2).enumerate() {
+            let bad = |e: Error| Error::Layout(format!("row {row}: {e}"));
+            if wh[0] <= 0 || wh[1] <= 0 {
+                return Err(bad(Error::Layout(format!("image size must be positive, got {}x{}", wh[0], wh[1]))));
+            }
+            let l = self.image(wh[0] as u64, wh[1] as u64).map_err(bad)?;
+            out.extend([l.resized_width, l.resized_height, l.grid_thw[0], l.grid_thw[1], l.grid_thw[2], l.num_tokens].map(|v| v as i64));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn check_size(width: u64, height: u64) -> Result<()> {
+    if width == 0 || height == 0 {
+        return layout(format!("image size must be positive, got {width}x{height}"));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return layout(format!("image side exceeds {MAX_SIDE} pixels: {width}x{height}"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_ratio(height: u64, width: u64) -> Result<()> {
+    let r = height.max(width) as f64 / height.min(width) as f64;
+    if r > 200.0 {
+        return layout(format!("absolute aspect ratio must be smaller than 200, got {}", py_float_repr(r)));
+    }
+    Ok(())
+}
+
+/// transformers' `smart_resize` (layout.md §4). Returns `(h̄, w̄)`.
+pub fn smart_resize(height: u64, width: u64, factor: u64, min_pixels: u64, max_pixels: u64) -> Result<(u64, u64)> {
+    check_size(width, height)?;
+    check_ratio(height, width)?;
+    Ok(bounded_resize(height, width, factor, 1, 1, min_pixels, max_pixels))
+}
+
+/// The shared tail of image and video `smart_resize`: round to the factor, then rescale when
+/// `t̄·h̄·w̄` leaves the bounds. Bounds compare with `t_bar`, β uses the raw `t` (layout.md §7.2).
+pub(crate) fn bounded_resize(h: u64, w: u64, factor: u64, t: u64, t_bar: u64, min_px: u64, max_px: u64) -> (u64, u64) {
+    let f = factor as f64;
+    let (hf, wf) = (h as f64, w as f64);
+    let mut hb = factor * (hf / f).round_ties_even() as u64;
+    let mut wb = factor * (wf / f).round_ties_even() as u64;
+    let vol = t_bar as u128 * hb as u128 * wb as u128;
+    if vol > max_px as u128 {
+        let beta = ((t * h * w) as f64 / max_px as f64).sqrt();
+        hb = factor.max(factor * ((hf / beta) / f).floor() as u64);
+        wb = factor.max(factor * ((wf / beta) / f).floor() as u64);
+    } else if vol < min_px as u128 {
+        let beta = (min_px as f64 / (t * h * w) as f64).sqrt();
+        hb = factor * ((hf * beta) / f).ceil() as u64;
+        wb = factor * ((wf * beta) / f).ceil() as u64;
+    }
+    (hb, wb)
+}
+
+fn qwen_image(g: &QwenGeometry, width: u64, height: u64) -> Result<ImageLayout> {
+    let factor = g.patch_size * g.merge_size;
+    let (rh, rw) = smart_resize(height, width, factor, g.min_pixels, g.max_pixels)?;
+    let (gh, gw) = (rh / g.patch_size, rw / g.patch_size);
+    Ok(ImageLayout {
+        width,
+        height,
+        resized_width: rw,
+        resized_height: rh,
+        padded_width: rw,
+        padded_height: rh,
+        grid_thw: [1, gh, gw],
+        num_tokens: gh * gw / (g.merge_size * g.merge_size),
+    })
+}
+
+/// Moonshot's navit resize (layout.md §6): never upscales, truncates, then pads to F.
+/// Returns `(rw, rh, pw, ph)`.
+pub fn navit_resize(width: u64, height: u64, patch: u64, merge: u64, limit: u64, side_limit: u64) -> Result<(u64, u64, u64, u64)> {
+    check_size(width, height)?;
+    let nw = ((width / patch) as f64).max(1.0);
+    let nh = ((height / patch) as f64).max(1.0);
+    let s1 = (limit as f64 / (nw * nh)).sqrt();
+    let side = side_limit * patch;
+    let s2 = side as f64 / width as f64;
+    let s3 = side as f64 / height as f64;
+    let s = 1.0f64.min(s1).min(s2).min(s3);
+    let rw = ((width as f64 * s).trunc() as u64).max(1).min(side);
+    let rh = ((height as f64 * s).trunc() as u64).max(1).min(side);
+    let f = merge * patch;
+    Ok((rw, rh, rw + (f - rw % f) % f, rh + (f - rh % f) % f))
+}
+
+fn kimi_image(g: &KimiGeometry, width: u64, height: u64) -> Result<ImageLayout> {
+    let (rw, rh, pw, ph) = navit_resize(width, height, g.patch_size, g.merge_kernel_size, g.in_patch_limit, g.patch_limit_on_one_side)?;
+    let f = g.patch_size * g.merge_kernel_size;
+    Ok(ImageLayout {
+        width,
+        height,
+        resized_width: rw,
+        resized_height: rh,
+        padded_width: pw,
+        padded_height: ph,
+        grid_thw: [1, ph / g.patch_size, pw / g.patch_size],
+        num_tokens: g.fixed_output_tokens.unwrap_or((ph / f) * (pw / f)),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn pixel(mean: [f64; 3], std: [f64; 3]) -> PixelKnobs {
+        PixelKnobs {
+            image_mean: mean,
+            image_std: std,
+            rescale_factor: RESCALE_1_255,
+            resize_compat: ResizeCompat::Pillow13,
+            exif_policy: ExifPolicy::Apply,
+            alpha_policy: AlphaPolicy::CompositeWhite,
+        }
+    }
+    pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
+    pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
+
+    pub fn qwen25() -> Knobs {
+        let g = QwenGeometry { patch_size: 14, merge_size: 2, temporal_patch_size: 2, min_pixels: 3136, max_pixels: 12845056 };
+        Knobs::new(Geometry::Qwen(g), pixel(CLIP_MEAN, CLIP_STD)).unwrap()
+    }
+    pub fn qwen3() -> Knobs {
+        let g = QwenGeometry { patch_size: 16, merge_size: 2, temporal_patch_size: 2, min_pixels: 65536, max_pixels: 16777216 };
+        Knobs::new(Geometry::Qwen(g), pixel([0.5; 3], [0.5; 3])).unwrap()
+    }
+    pub fn kimi() -> Knobs {
+        let g = KimiGeometry { patch_size: 14, merge_kernel_size: 2, in_patch_limit: 16384, patch_limit_on_one_side: 512, fixed_output_tokens: None };
+        Knobs::new(Geometry::Kimi(g), pixel([0.5; 3], [0.5; 3])).unwrap()
+    }
+
+    fn row(k: &Knobs, w: u64, h: u64) -> (u64, u64, [u64; 3], u64) {
+        let l = k.image(w, h).unwrap();
+        (l.resized_width, l.resized_height, l.grid_thw, l.num_tokens)
+    }
+
+    #[test]
+    fn qwen25_worked_examples() {
+        // layout.md §4.2, verified against transformers 5.24.
+        let k = qwen25();
+        assert_eq!(row(&k, 1024, 1024), (1036, 1036, [1, 74, 74], 1369));
+        assert_eq!(row(&k, 2048, 1536), (2044, 1540, [1, 110, 146], 4015));
+        assert_eq!(row(&k, 1920, 1080), (1932, 1092, [1, 78, 138], 2691));
+        assert_eq!(row(&k, 640, 480), (644, 476, [1, 34, 46], 391));
+        assert_eq!(row(&k, 4032, 3024), (4032, 3024, [1, 216, 288], 15552));
+        assert_eq!(row(&k, 70, 70), (56, 56, [1, 4, 4], 4));
+        assert_eq!(row(&k, 700, 14), (420, 28, [1, 2, 30], 15));
+        assert_eq!(row(&k, 20, 30), (56, 84, [1, 6, 4], 6));
+        assert_eq!(row(&k, 8000, 100), (8008, 112, [1, 8, 572], 1144));
+        assert_eq!(
+            k.image(2100, 10).unwrap_err(),
+            Error::Layout("absolute aspect ratio must be smaller than 200, got 210.0".into())
+        );
+        assert!(k.image(2000, 10).is_ok(), "exactly 200 passes");
+        assert!(matches!(k.image(0, 10), Err(Error::Layout(_))));
+        // ties (H×W in the spec): 126×1022 → (112, 1008); 1078×1918 → (1064, 1904)
+        assert_eq!(smart_resize(126, 1022, 28, 3136, 12845056).unwrap(), (112, 1008));
+        assert_eq!(smart_resize(1078, 1918, 28, 3136, 12845056).unwrap(), (1064, 1904));
+    }
+
+    #[test]
+    fn qwen3_worked_examples() {
+        let k = qwen3();
+        assert_eq!(row(&k, 1024, 1024), (1024, 1024, [1, 64, 64], 1024));
+        assert_eq!(row(&k, 2048, 1536), (2048, 1536, [1, 96, 128], 3072));
+        assert_eq!(row(&k, 1280, 720), (1280, 704, [1, 44, 80], 880));
+        assert_eq!(row(&k, 1920, 1080), (1920, 1088, [1, 68, 120], 2040));
+        assert_eq!(row(&k, 32, 32), (256, 256, [1, 16, 16], 64));
+        assert_eq!(row(&k, 4032, 3024), (4032, 3008, [1, 188, 252], 11844));
+        assert_eq!(row(&k, 8192, 8192), (4096, 4096, [1, 256, 256], 16384));
+    }
+
+    #[test]
+    fn kimi_worked_examples() {
+        let k = kimi();
+        let full = |w, h| {
+            let l = k.image(w, h).unwrap();
+            (l.resized_width, l.resized_height, l.padded_width, l.padded_height, l.grid_thw, l.num_tokens)
+        };
+        assert_eq!(full(1024, 1024), (1024, 1024, 1036, 1036, [1, 74, 74], 1369));
+        assert_eq!(full(2048, 1536), (2048, 1536, 2072, 1540, [1, 110, 148], 4070));
+        assert_eq!(full(4000, 3000), (2073, 1554, 2100, 1568, [1, 112, 150], 4200));
+        assert_eq!(full(3000, 3000), (1794, 1794, 1820, 1820, [1, 130, 130], 4225));
+        assert_eq!(full(8000, 100), (7168, 89, 7168, 112, [1, 8, 512], 1024));
+        assert_eq!(full(224, 224), (224, 224, 224, 224, [1, 16, 16], 64));
+        assert_eq!(full(10, 10), (10, 10, 28, 28, [1, 2, 2], 1));
+    }
+
+    #[test]
+    fn fingerprints_match_spec() {
+        // hashing.md §5.5.
+        assert_eq!(qwen3().fingerprint(), "f9befd6e9938d4aabeff6b1025313139");
+        assert_eq!(
+            qwen3().fingerprint_text(),
+            "rawmm-layout:v1:qwen_vl:alpha_policy=\"composite_white\";exif_policy=\"apply\";image_mean=[0.5,0.5,0.5];image_std=[0.5,0.5,0.5];max_pixels=16777216;merge_size=2;min_pixels=65536;patch_size=16;resample=\"bicubic\";rescale_factor=0.00392156862745098;resize_compat=\"pillow13\";temporal_patch_size=2"
+        );
+        assert_eq!(qwen25().fingerprint(), "69a42a62e3c05bd59af9e65022fe6eb0");
+        assert_eq!(kimi().fingerprint(), "6458b2b215d334c0385058a4d628ed3f");
+    }
+
+    #[test]
+    fn images_names_first_bad_row() {
+        let k = qwen25();
+        assert_eq!(k.images(&[1024, 1024, 70, 70]).unwrap(), vec![1036, 1036, 1, 74, 74, 1369, 56, 56, 1, 4, 4, 4]);
+        let err = k.images(&[1024, 1024, 2100, 10, 0, 5]).unwrap_err();
+        assert!(matches!(&err, Error::Layout(m) if m.starts_with("row 1:")), "{err:?}");
+        assert!(matches!(k.images(&[5, -1]), Err(Error::Layout(m)) if m.starts_with("row 0:")));
+    }
+
+    #[test]
+    fn bad_knobs_rejected() {
+        let mut p = pixel([0.5; 3], [0.5; 3]);
+        p.rescale_factor = 0.004;
+        let g = QwenGeometry { patch_size: 16, merge_size: 2, temporal_patch_size: 2, min_pixels: 1, max_pixels: 2 };
+        assert!(Knobs::new(Geometry::Qwen(g), p).is_err());
+        let g0 = QwenGeometry { min_pixels: 0, ..g };
+        assert!(Knobs::new(Geometry::Qwen(g0), pixel([0.5; 3], [0.5; 3])).is_err());
+        let kg = KimiGeometry { patch_size: 14, merge_kernel_size: 2, in_patch_limit: 16384, patch_limit_on_one_side: 512, fixed_output_tokens: None };
+        assert!(Knobs::new(Geometry::Kimi(kg), pixel(CLIP_MEAN, CLIP_STD)).is_err());
+    }
+}

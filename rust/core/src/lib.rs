@@ -1,0 +1,9 @@
+//! rawmm-core: the algorithms behind rawmm, with no Python dependency, so `cargo test` and
+//! criterion run on their own. The `rawmm-py` crate binds them as `rawmm._core`.
+
+pub mod error;
+pub mod floatfmt;
+pub mod layout;
+pub mod video;
+
+pub use error::{Error, Result};
