@@ -7,3 +7,7 @@ pub mod layout;
 pub mod video;
 
 pub use error::{Error, Result};
+pub mod convert;
+pub mod pack;
+pub mod pipeline;
+pub mod resample;

@@ -1,1 +1,349 @@
+//! `rawmm._core`: thin PyO3 bindings over `rawmm-core`. Each function extracts and validates
+//! its arguments, releases the GIL around image-sized work, and wraps the result.
 
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use rawmm_core::layout::{self as core_layout, AlphaPolicy, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat};
+use rawmm_core::pipeline::Decoded;
+use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
+use rawmm_core::Error;
+
+/// The one place where core errors become Python exceptions (classes from `rawmm.errors`).
+fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let errors = py.import("rawmm.errors")?;
+        let (class, args): (&str, Bound<'_, PyTuple>) = match &e {
+            Error::Layout(m) => ("LayoutError", PyTuple::new(py, [m.as_str()])?),
+            Error::Decode(m) => ("ImageDecodeError", PyTuple::new(py, [m.as_str()])?),
+            Error::Limit(m) => ("LimitExceededError", PyTuple::new(py, [m.as_str()])?),
+            Error::RefFormat(m) => ("RefFormatError", PyTuple::new(py, [m.as_str()])?),
+            Error::Integrity { expected, actual } => ("IntegrityError", PyTuple::new(py, [e.to_string(), expected.clone(), actual.clone()])?),
+            Error::Io(m) => return Ok(pyo3::exceptions::PyOSError::new_err(m.clone())),
+        };
+        Ok(PyErr::from_value(errors.getattr(class)?.call1(args)?))
+    };
+    build().unwrap_or_else(|err| err)
+}
+
+trait IntoPy<T> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+impl<T> IntoPy<T> for Result<T, Error> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py(py, e))
+    }
+}
+
+fn positive(py: Python<'_>, name: &str, v: i64) -> PyResult<u64> {
+    if v <= 0 {
+        return Err(to_py(py, Error::Layout(format!("{name} must be positive, got {v}"))));
+    }
+    Ok(v as u64)
+}
+
+/// Layout of one image (api.md `ImageLayout`).
+#[pyclass(frozen, eq, skip_from_py_object, module = "rawmm._core")]
+#[derive(Clone, PartialEq, Eq)]
+struct ImageLayout {
+    #[pyo3(get)]
+    width: u64,
+    #[pyo3(get)]
+    height: u64,
+    #[pyo3(get)]
+    resized_width: u64,
+    #[pyo3(get)]
+    resized_height: u64,
+    #[pyo3(get)]
+    padded_width: u64,
+    #[pyo3(get)]
+    padded_height: u64,
+    #[pyo3(get)]
+    grid_thw: (u64, u64, u64),
+    #[pyo3(get)]
+    num_tokens: u64,
+}
+
+impl From<core_layout::ImageLayout> for ImageLayout {
+    fn from(l: core_layout::ImageLayout) -> Self {
+        ImageLayout {
+            width: l.width,
+            height: l.height,
+            resized_width: l.resized_width,
+            resized_height: l.resized_height,
+            padded_width: l.padded_width,
+            padded_height: l.padded_height,
+            grid_thw: (l.grid_thw[0], l.grid_thw[1], l.grid_thw[2]),
+            num_tokens: l.num_tokens,
+        }
+    }
+}
+
+#[pymethods]
+impl ImageLayout {
+    fn __repr__(&self) -> String {
+        format!(
+            "ImageLayout(width={}, height={}, resized_width={}, resized_height={}, padded_width={}, padded_height={}, grid_thw={:?}, num_tokens={})",
+            self.width, self.height, self.resized_width, self.resized_height, self.padded_width, self.padded_height, self.grid_thw, self.num_tokens
+        )
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.width, self.height, self.resized_width, self.resized_height, self.padded_width, self.padded_height, self.grid_thw, self.num_tokens).hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Validated knobs of one layout; the Python `Layout` class wraps it.
+#[pyclass(frozen, module = "rawmm._core")]
+struct LayoutCore {
+    knobs: Knobs,
+}
+
+#[pymethods]
+impl LayoutCore {
+    #[new]
+    #[pyo3(signature = (family, *, patch_size, image_mean, image_std, rescale_factor, resize_compat, exif_policy, alpha_policy,
+                        merge_size=None, temporal_patch_size=None, min_pixels=None, max_pixels=None,
+                        merge_kernel_size=None, in_patch_limit=None, patch_limit_on_one_side=None, fixed_output_tokens=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        family: &str,
+        patch_size: i64,
+        image_mean: [f64; 3],
+        image_std: [f64; 3],
+        rescale_factor: f64,
+        resize_compat: &str,
+        exif_policy: &str,
+        alpha_policy: &str,
+        merge_size: Option<i64>,
+        temporal_patch_size: Option<i64>,
+        min_pixels: Option<i64>,
+        max_pixels: Option<i64>,
+        merge_kernel_size: Option<i64>,
+        in_patch_limit: Option<i64>,
+        patch_limit_on_one_side: Option<i64>,
+        fixed_output_tokens: Option<i64>,
+    ) -> PyResult<Self> {
+        let need = |name: &str, v: Option<i64>| -> PyResult<u64> {
+            positive(py, name, v.ok_or_else(|| to_py(py, Error::Layout(format!("missing knob {name}"))))?)
+        };
+        let geometry = match family {
+            "qwen_vl" => Geometry::Qwen(QwenGeometry {
+                patch_size: positive(py, "patch_size", patch_size)?,
+                merge_size: need("merge_size", merge_size)?,
+                temporal_patch_size: need("temporal_patch_size", temporal_patch_size)?,
+                min_pixels: need("min_pixels", min_pixels)?,
+                max_pixels: need("max_pixels", max_pixels)?,
+            }),
+            "kimi_k25" => Geometry::Kimi(KimiGeometry {
+                patch_size: positive(py, "patch_size", patch_size)?,
+                merge_kernel_size: need("merge_kernel_size", merge_kernel_size)?,
+                in_patch_limit: need("in_patch_limit", in_patch_limit)?,
+                patch_limit_on_one_side: need("patch_limit_on_one_side", patch_limit_on_one_side)?,
+                fixed_output_tokens: fixed_output_tokens.map(|v| positive(py, "fixed_output_tokens", v)).transpose()?,
+            }),
+            other => return Err(to_py(py, Error::Layout(format!("unknown family {other:?}")))),
+        };
+        let pixel = PixelKnobs {
+            image_mean,
+            image_std,
+            rescale_factor,
+            resize_compat: ResizeCompat::parse(resize_compat).py_err(py)?,
+            exif_policy: ExifPolicy::parse(exif_policy).py_err(py)?,
+            alpha_policy: AlphaPolicy::parse(alpha_policy).py_err(py)?,
+        };
+        Ok(LayoutCore { knobs: Knobs::new(geometry, pixel).py_err(py)? })
+    }
+
+    #[getter]
+    fn family(&self) -> &'static str {
+        self.knobs.family()
+    }
+
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.knobs.fingerprint()
+    }
+
+    #[getter]
+    fn fingerprint_text(&self) -> String {
+        self.knobs.fingerprint_text()
+    }
+
+    fn image(&self, py: Python<'_>, width: i64, height: i64) -> PyResult<ImageLayout> {
+        if width <= 0 || height <= 0 {
+            return Err(to_py(py, Error::Layout(format!("image size must be positive, got {width}x{height}"))));
+        }
+        Ok(self.knobs.image(width as u64, height as u64).py_err(py)?.into())
+    }
+
+    /// `sizes`: int64 `[N, 2]` of (width, height) → int64 `[N, 6]`.
+    fn images<'py>(&self, py: Python<'py>, sizes: PyReadonlyArray2<'py, i64>) -> PyResult<Bound<'py, PyAny>> {
+        if sizes.shape()[1] != 2 {
+            return Err(to_py(py, Error::Layout(format!("sizes must have shape [N, 2], got {:?}", sizes.shape()))));
+        }
+        let n = sizes.shape()[0];
+        let data = sizes.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let knobs = self.knobs;
+        let out = py.detach(|| knobs.images(data)).py_err(py)?;
+        Ok(PyArray1::from_vec(py, out).reshape([n, 6])?.into_any())
+    }
+
+    #[pyo3(signature = (num_frames, width, height, fps, *, style, min_pixels, max_pixels, do_sample_frames, sample_fps, min_frames, max_frames, cap_pixels_per_frame, replace_triple))]
+    #[allow(clippy::too_many_arguments)]
+    fn qwen_video<'py>(
+        &self,
+        py: Python<'py>,
+        num_frames: i64,
+        width: i64,
+        height: i64,
+        fps: f64,
+        style: &str,
+        min_pixels: i64,
+        max_pixels: i64,
+        do_sample_frames: bool,
+        sample_fps: Option<f64>,
+        min_frames: i64,
+        max_frames: i64,
+        cap_pixels_per_frame: bool,
+        replace_triple: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let Geometry::Qwen(g) = self.knobs.geometry else {
+            return Err(to_py(py, Error::Layout("qwen_video needs a qwen_vl layout".into())));
+        };
+        let style = match style {
+            "qwen2" => QwenVideoStyle::Qwen2,
+            "qwen2_5" => QwenVideoStyle::Qwen25,
+            "qwen3" => QwenVideoStyle::Qwen3,
+            other => return Err(to_py(py, Error::Layout(format!("unknown video style {other:?}")))),
+        };
+        let k = QwenVideoKnobs {
+            style,
+            min_pixels: positive(py, "video min_pixels", min_pixels)?,
+            max_pixels: positive(py, "video max_pixels", max_pixels)?,
+            do_sample_frames,
+            fps: sample_fps,
+            min_frames: positive(py, "min_frames", min_frames)?,
+            max_frames: positive(py, "max_frames", max_frames)?,
+            cap_pixels_per_frame,
+            replace_triple,
+        };
+        let v = video::qwen_video(&g, &k, positive(py, "num_frames", num_frames)?, positive(py, "width", width)?, positive(py, "height", height)?, fps).py_err(py)?;
+        video_dict(py, v)
+    }
+
+    #[pyo3(signature = (num_frames, width, height, fps, *, in_patch_limit_each_frame, sample_fps, temporal_merge_kernel_size))]
+    #[allow(clippy::too_many_arguments)]
+    fn kimi_video<'py>(
+        &self,
+        py: Python<'py>,
+        num_frames: i64,
+        width: i64,
+        height: i64,
+        fps: f64,
+        in_patch_limit_each_frame: i64,
+        sample_fps: f64,
+        temporal_merge_kernel_size: i64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let Geometry::Kimi(g) = self.knobs.geometry else {
+            return Err(to_py(py, Error::Layout("kimi_video needs a kimi_k25 layout".into())));
+        };
+        let k = KimiVideoKnobs {
+            in_patch_limit_each_frame: positive(py, "in_patch_limit_each_frame", in_patch_limit_each_frame)?,
+            sample_fps,
+            temporal_merge_kernel_size: positive(py, "temporal_merge_kernel_size", temporal_merge_kernel_size)?,
+        };
+        let v = video::kimi_video(&g, &k, positive(py, "num_frames", num_frames)?, positive(py, "width", width)?, positive(py, "height", height)?, fps).py_err(py)?;
+        video_dict(py, v)
+    }
+
+    /// `images`: C-contiguous uint8 arrays of shape (H, W, C), C in 1..=4. Returns
+    /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`.
+    #[pyo3(signature = (images, *, bfloat16=false, threads=None))]
+    fn pixel_values<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArray3<'py, u8>>, bfloat16: bool, threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+        if threads == Some(0) {
+            return Err(PyValueError::new_err("threads must be >= 1 or None"));
+        }
+        let decoded = images
+            .iter()
+            .map(|a| {
+                let s = a.shape();
+                let data = a.as_slice().map_err(|e| PyValueError::new_err(format!("image array: {e}")))?;
+                Ok(Decoded { data, width: s[1], height: s[0], channels: s[2] })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let knobs = self.knobs;
+        let row_len = knobs.row_len();
+        let (values, layouts) = if bfloat16 {
+            let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
+            let n = pv.values.len();
+            (PyArray1::from_vec(py, pv.values).into_any(), (pv.layouts, n))
+        } else {
+            let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
+            let n = pv.values.len();
+            (PyArray1::from_vec(py, pv.values).into_any(), (pv.layouts, n))
+        };
+        let (layouts, n) = layouts;
+        let rows = n / row_len;
+        let shape: Vec<usize> = match knobs.geometry {
+            Geometry::Qwen(_) => vec![rows, row_len],
+            Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
+        };
+        // Reshaping a fresh C-contiguous array is a view: the Rust buffer is never copied.
+        let values = values.call_method1("reshape", (shape,))?;
+        let grid: Vec<i64> = layouts.iter().flat_map(|l| l.grid_thw.map(|v| v as i64)).collect();
+        let grid = PyArray1::from_vec(py, grid).reshape([layouts.len(), 3])?;
+        let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
+        PyTuple::new(py, [values, grid.into_any(), tokens.into_pyobject(py)?.into_any()])
+    }
+}
+
+fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("frame_indices", v.frame_indices)?;
+    d.set_item("resized_width", v.resized_width)?;
+    d.set_item("resized_height", v.resized_height)?;
+    d.set_item("grid_thw", v.grid_thw.map(|g| (g[0], g[1], g[2])))?;
+    let chunks: Vec<_> = v.chunks.into_iter().map(|c| (c.frame_indices, c.timestamp, (c.grid_thw[0], c.grid_thw[1], c.grid_thw[2]), c.num_tokens)).collect();
+    d.set_item("chunks", chunks)?;
+    d.set_item("num_tokens", v.num_tokens)?;
+    d.set_item("placeholder_text", v.placeholder_text)?;
+    d.set_item("second_per_grid_ts", v.second_per_grid_ts)?;
+    Ok(d)
+}
+
+/// Pillow-exact BICUBIC on a C-contiguous uint8 (H, W, C) array.
+#[pyfunction]
+#[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None))]
+fn resize_bicubic<'py>(py: Python<'py>, array: PyReadonlyArray3<'py, u8>, width: i64, height: i64, resize_compat: &str, threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+    let compat = ResizeCompat::parse(resize_compat).py_err(py)?;
+    let (w_out, h_out) = (positive(py, "width", width)? as usize, positive(py, "height", height)? as usize);
+    let s = array.shape().to_vec();
+    if !(1..=4).contains(&s[2]) || s[0] == 0 || s[1] == 0 {
+        return Err(to_py(py, Error::Decode(format!("expected a non-empty (H, W, C) uint8 array with C in 1..4, got shape {s:?}"))));
+    }
+    let data = array.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let work = || rawmm_core::resample::resize_bicubic(data, s[2], s[1], s[0], w_out, h_out, compat, threads != Some(1));
+    let out = match threads {
+        Some(n) if n > 1 => {
+            let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
+            py.detach(|| pool.install(work))
+        }
+        _ => py.detach(work),
+    };
+    Ok(PyArray1::from_vec(py, out).reshape([h_out, w_out, s[2]])?.into_any())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LayoutCore>()?;
+    m.add_class::<ImageLayout>()?;
+    m.add_function(wrap_pyfunction!(resize_bicubic, m)?)?;
+    m.add("MAX_SIDE", core_layout::MAX_SIDE)?;
+    Ok(())
+}

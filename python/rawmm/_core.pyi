@@ -1,0 +1,102 @@
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+MAX_SIDE: int
+
+@final
+class ImageLayout:
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def resized_width(self) -> int: ...
+    @property
+    def resized_height(self) -> int: ...
+    @property
+    def padded_width(self) -> int: ...
+    @property
+    def padded_height(self) -> int: ...
+    @property
+    def grid_thw(self) -> tuple[int, int, int]: ...
+    @property
+    def num_tokens(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class LayoutCore:
+    def __new__(
+        cls,
+        family: str,
+        *,
+        patch_size: int,
+        image_mean: list[float],
+        image_std: list[float],
+        rescale_factor: float,
+        resize_compat: str,
+        exif_policy: str,
+        alpha_policy: str,
+        merge_size: int | None = None,
+        temporal_patch_size: int | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        merge_kernel_size: int | None = None,
+        in_patch_limit: int | None = None,
+        patch_limit_on_one_side: int | None = None,
+        fixed_output_tokens: int | None = None,
+    ) -> LayoutCore: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def fingerprint_text(self) -> str: ...
+    def image(self, width: int, height: int) -> ImageLayout: ...
+    def images(self, sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+    def qwen_video(
+        self,
+        num_frames: int,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        style: str,
+        min_pixels: int,
+        max_pixels: int,
+        do_sample_frames: bool,
+        sample_fps: float | None,
+        min_frames: int,
+        max_frames: int,
+        cap_pixels_per_frame: bool,
+        replace_triple: bool,
+    ) -> dict[str, Any]: ...
+    def kimi_video(
+        self,
+        num_frames: int,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        in_patch_limit_each_frame: int,
+        sample_fps: float,
+        temporal_merge_kernel_size: int,
+    ) -> dict[str, Any]: ...
+    def pixel_values(
+        self,
+        images: list[npt.NDArray[np.uint8]],
+        *,
+        bfloat16: bool = False,
+        threads: int | None = None,
+    ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
+
+def resize_bicubic(
+    array: npt.NDArray[np.uint8],
+    width: int,
+    height: int,
+    resize_compat: str = "pillow13",
+    threads: int | None = None,
+) -> npt.NDArray[np.uint8]: ...

@@ -1,0 +1,84 @@
+"""Drop-in replacement for the Hugging Face image processor object (api.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .layout import Layout
+from .pixels import ImageInput, _as_list, to_array
+
+__all__ = ["ImageProcessor"]
+
+
+class ImageProcessor:
+    """Returns the same dict as transformers' `Qwen2VLImageProcessorPil` (Qwen) or Moonshot's
+    Kimi-K2.5 processor given the same input. Like the reference, it decides EXIF and alpha per
+    input type, whatever the layout's policies say: Qwen strings (paths) get EXIF applied and
+    alpha dropped, Qwen PIL/ndarray inputs no EXIF and alpha composited; Kimi never applies
+    EXIF and always drops alpha."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        k = layout.knobs
+        self.patch_size: int = k["patch_size"]
+        self.image_mean: list[float] = list(k["image_mean"])
+        self.image_std: list[float] = list(k["image_std"])
+        self.rescale_factor: float = k["rescale_factor"]
+        self.resample = 3  # PIL.Image.BICUBIC
+        if layout.family == "kimi_k25":
+            self.merge_kernel_size: int = k["merge_kernel_size"]
+            self.model_input_names = ["pixel_values", "grid_thws"]
+        else:
+            self.merge_size: int = k["merge_size"]
+            self.temporal_patch_size: int = k["temporal_patch_size"]
+            self.min_pixels: int = k["min_pixels"]
+            self.max_pixels: int = k["max_pixels"]
+            self.size = {"shortest_edge": k["min_pixels"], "longest_edge": k["max_pixels"]}
+            self.model_input_names = ["pixel_values", "image_grid_thw"]
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], **_: Any) -> ImageProcessor:
+        """Reads `preprocessor_config.json` from a local folder; never downloads."""
+        return cls(Layout.from_preprocessor_config(path))
+
+    def __repr__(self) -> str:
+        return f"rawmm.hf.ImageProcessor({self.layout!r})"
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> dict[str, np.ndarray]:
+        return self.preprocess(images, **kwargs)
+
+    def preprocess(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        return_tensors: str | None = None,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, np.ndarray]:
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"rawmm.hf.ImageProcessor returns numpy arrays only, got {return_tensors!r}")
+        unsupported = {k for k, v in kwargs.items() if v is not None}
+        if unsupported:
+            raise ValueError(f"per-call overrides are not supported: {sorted(unsupported)}; build a Layout")
+        kimi = self.layout.family == "kimi_k25"
+        arrays = []
+        for image in _as_list(images):
+            if kimi:
+                exif, composite = False, False
+            elif isinstance(image, str | os.PathLike):
+                exif, composite = True, False
+            elif isinstance(image, Image.Image | np.ndarray):
+                exif, composite = False, True
+            else:  # encoded bytes: treated like a file the reference would open by path
+                exif, composite = True, False
+            arr = to_array(image, exif=exif, composite=composite)
+            if not composite and arr.shape[2] in (2, 4):
+                arr = np.ascontiguousarray(arr[:, :, : arr.shape[2] - 1])
+            arrays.append(arr)
+        out = self.layout.replace(alpha_policy="composite_white").pixel_values(arrays, threads=threads)
+        grid_key = "grid_thws" if kimi else "image_grid_thw"
+        return {"pixel_values": out.pixel_values, grid_key: out.grid_thw}

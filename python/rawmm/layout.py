@@ -1,0 +1,427 @@
+"""Layouts: presets, knob validation, config reading, placeholders (layout.md, hashing.md §5).
+
+The arithmetic lives in the Rust core (`rawmm._core.LayoutCore`); this module validates and
+names the knobs, reads preprocessor configs and builds prompt text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .errors import LayoutError
+
+if TYPE_CHECKING:
+    from .pixels import ImageInput, PixelValues
+
+__all__ = ["ImageLayout", "Layout", "VideoLayout"]
+
+ImageLayout = _core.ImageLayout
+
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+RESCALE = 1 / 255
+
+_COMMON = {
+    "rescale_factor": RESCALE,
+    "resample": "bicubic",
+    "resize_compat": "pillow13",
+    "exif_policy": "apply",
+    "alpha_policy": "composite_white",
+}
+_QWEN2_VIDEO = {
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "do_sample_frames": False,
+    "fps": None,
+    "min_frames": 4,
+    "max_frames": 768,
+}
+_QWEN3_VIDEO = {
+    "min_pixels": 4096,
+    "max_pixels": 25165824,
+    "do_sample_frames": True,
+    "fps": 2.0,
+    "min_frames": 4,
+    "max_frames": 768,
+    "cap_pixels_per_frame": False,
+    "video_wrapper": "triple",
+}
+_KIMI_VIDEO = {
+    "in_patch_limit_each_frame": 4096,
+    "in_patch_limit_video": None,
+    "sample_fps": 2.0,
+    "max_num_frames_each_video": None,
+    "temporal_merge_kernel_size": 4,
+    "timestamp_mode": "hh:mm:ss.fff",
+}
+
+
+def _qwen(patch: int, mean: list[float], std: list[float], lo: int, hi: int) -> dict[str, Any]:
+    return {
+        "patch_size": patch,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "min_pixels": lo,
+        "max_pixels": hi,
+        "image_mean": mean,
+        "image_std": std,
+        **_COMMON,
+    }
+
+
+# Values of the models' published preprocessor_config.json (layout.md §1).
+_PRESETS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "qwen2_vl": ("qwen_vl", _qwen(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, 3136, 12845056), _QWEN2_VIDEO),
+    "qwen2_5_vl": ("qwen_vl", _qwen(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, 3136, 12845056), _QWEN2_VIDEO),
+    "qwen3_vl": ("qwen_vl", _qwen(16, [0.5] * 3, [0.5] * 3, 65536, 16777216), _QWEN3_VIDEO),
+    "qwen3_5": ("qwen_vl", _qwen(16, [0.5] * 3, [0.5] * 3, 65536, 16777216), _QWEN3_VIDEO),
+    "kimi_k25": (
+        "kimi_k25",
+        {
+            "patch_size": 14,
+            "merge_kernel_size": 2,
+            "in_patch_limit": 16384,
+            "patch_limit_on_one_side": 512,
+            "fixed_output_tokens": None,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+            **_COMMON,
+        },
+        _KIMI_VIDEO,
+    ),
+}
+
+_MODEL_TYPES = {
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+    "qwen3_vl_moe": "qwen3_vl",
+    "qwen3_5": "qwen3_5",
+    "qwen3_5_moe": "qwen3_5",
+    "kimi_k25": "kimi_k25",
+}
+
+_VIDEO_STYLE = {"qwen2_vl": "qwen2", "qwen2_5_vl": "qwen2_5", "qwen3_vl": "qwen3", "qwen3_5": "qwen3"}
+
+# (start, pad, end, video pad) token ids (layout.md §5).
+_QWEN_IDS = (151652, 151655, 151653, 151656)
+_TOKEN_IDS = {
+    "qwen2_vl": _QWEN_IDS,
+    "qwen2_5_vl": _QWEN_IDS,
+    "qwen3_vl": _QWEN_IDS,
+    "qwen3_5": (248053, 248056, 248054, 248057),
+}
+_KIMI_IDS = {"begin": 163602, "content": 163603, "pad": 163605, "end": 163604}
+
+_INT_KNOBS = {
+    "patch_size",
+    "merge_size",
+    "temporal_patch_size",
+    "min_pixels",
+    "max_pixels",
+    "merge_kernel_size",
+    "in_patch_limit",
+    "patch_limit_on_one_side",
+}
+_FLOAT3_KNOBS = {"image_mean", "image_std"}
+_STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy"}
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _as_float(key: str, v: object) -> float:
+    if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
+        raise LayoutError(f"{key} must be a number, got {v!r}")
+    f = float(v)
+    if not math.isfinite(f):
+        raise LayoutError(f"{key} must be finite, got {v!r}")
+    return f
+
+
+def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Types per hashing.md §5.2: ints stay ints (no bools or floats), floats are floats."""
+    expected = set(_PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
+    missing, unknown = expected - set(knobs), set(knobs) - expected
+    if missing or unknown:
+        raise LayoutError(f"{family} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for key, v in knobs.items():
+        if key == "merge_kernel_size" and isinstance(v, list | tuple):
+            if len(v) != 2 or v[0] != v[1] or not all(_is_int(x) for x in v):
+                raise LayoutError(f"merge_kernel_size must be an int or a square pair, got {v!r}")
+            v = v[0]
+        if key in _INT_KNOBS:
+            if not _is_int(v):
+                raise LayoutError(f"{key} must be an int, got {v!r}")
+            out[key] = int(v)
+        elif key == "fixed_output_tokens":
+            if v is not None and not _is_int(v):
+                raise LayoutError(f"fixed_output_tokens must be an int or None, got {v!r}")
+            out[key] = None if v is None else int(v)
+        elif key in _FLOAT3_KNOBS:
+            if isinstance(v, str | bytes) or not isinstance(v, Iterable):
+                raise LayoutError(f"{key} must be three numbers, got {v!r}")
+            vals = [_as_float(key, x) for x in v]
+            if len(vals) != 3:
+                raise LayoutError(f"{key} must be three numbers, got {v!r}")
+            out[key] = vals
+        elif key == "rescale_factor":
+            out[key] = _as_float(key, v)
+        else:
+            if not isinstance(v, str):
+                raise LayoutError(f"{key} must be a string, got {v!r}")
+            if key == "resample" and v != "bicubic":
+                raise LayoutError(f"resample must be 'bicubic' in v1, got {v!r}")
+            out[key] = v
+    return out
+
+
+def _check_video(model: str, video: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = _PRESETS[model][2]
+    unknown = set(video) - set(defaults)
+    if unknown:
+        raise LayoutError(f"unknown video knobs for {model}: {sorted(unknown)}")
+    out = {**defaults, **video}
+    for key, v in out.items():
+        d = defaults[key]
+        if isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise LayoutError(f"video {key} must be a bool, got {v!r}")
+        elif key in ("fps", "sample_fps"):
+            if v is not None or key == "sample_fps":
+                out[key] = _as_float(f"video {key}", v)
+                if out[key] <= 0:
+                    raise LayoutError(f"video {key} must be positive, got {v!r}")
+        elif isinstance(d, int) or key in ("in_patch_limit_video", "max_num_frames_each_video"):
+            if v is not None and not _is_int(v):
+                raise LayoutError(f"video {key} must be an int, got {v!r}")
+            if v is None and isinstance(d, int):
+                raise LayoutError(f"video {key} must be an int, got None")
+        elif isinstance(d, str) and not isinstance(v, str):
+            raise LayoutError(f"video {key} must be a string, got {v!r}")
+    if model == "kimi_k25":
+        if out["in_patch_limit_video"] is not None or out["max_num_frames_each_video"] is not None:
+            raise LayoutError("in_patch_limit_video and max_num_frames_each_video are not supported in v1")
+        if out["timestamp_mode"] != "hh:mm:ss.fff":
+            raise LayoutError(f"timestamp_mode must be 'hh:mm:ss.fff', got {out['timestamp_mode']!r}")
+    elif "video_wrapper" in out and out["video_wrapper"] not in ("triple", "keep_outer"):
+        raise LayoutError(f"video_wrapper must be 'triple' or 'keep_outer', got {out['video_wrapper']!r}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VideoLayout:
+    """Layout of one video (api.md). Qwen fills `grid_thw`; Kimi fills `chunks`."""
+
+    frame_indices: list[int]
+    resized_width: int
+    resized_height: int
+    grid_thw: tuple[int, int, int] | None
+    chunks: list[tuple[list[int], str, tuple[int, int, int], int]] | None
+    num_tokens: int
+    placeholder_text: str = field(repr=False)
+    second_per_grid_ts: float | None
+
+
+class Layout:
+    """An exact image (and video) layout for one model family; immutable."""
+
+    __slots__ = ("_core", "_knobs", "_model", "_video")
+
+    _core: _core.LayoutCore
+    _knobs: dict[str, Any]
+    _model: str
+    _video: dict[str, Any]
+
+    def __init__(self, model: str, *, video: Mapping[str, Any] | None = None, **knobs: Any) -> None:
+        if model not in _PRESETS:
+            raise LayoutError(f"unknown model {model!r}; expected one of {sorted(_PRESETS)}")
+        family = _PRESETS[model][0]
+        checked = _check_knobs(family, knobs)
+        core = _core.LayoutCore(family, **{k: v for k, v in checked.items() if k != "resample"})
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_knobs", checked)
+        object.__setattr__(self, "_video", _check_video(model, video or {}))
+        object.__setattr__(self, "_core", core)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Layout is immutable; use layout.replace(...)")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Layout:
+        """A preset with the hub values, optionally overridden (as `replace`)."""
+        if name not in _PRESETS:
+            raise LayoutError(f"unknown preset {name!r}; expected one of {sorted(_PRESETS)}")
+        _, knobs, video = _PRESETS[name]
+        return cls(name, video=dict(video), **knobs).replace(**overrides) if overrides else cls(
+            name, video=dict(video), **knobs
+        )
+
+    def replace(self, **knobs: Any) -> Layout:
+        """A new layout with some knobs changed; `video={...}` merges into the video knobs."""
+        video = {**self._video, **(knobs.pop("video", None) or {})}
+        return Layout(self._model, video=video, **{**self._knobs, **knobs})
+
+    @classmethod
+    def from_preprocessor_config(
+        cls, config: Mapping[str, Any] | str | os.PathLike[str], *, model: str | None = None
+    ) -> Layout:
+        """Reads a preprocessor_config.json dict, file or folder (layout.md §3). Never downloads."""
+        from ._config import read_config
+
+        name, knobs, video = read_config(config, model=model)
+        return cls(name, video=video, **knobs)
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def family(self) -> str:
+        return self._core.family
+
+    @property
+    def fingerprint(self) -> str:
+        return self._core.fingerprint
+
+    @property
+    def fingerprint_text(self) -> str:
+        """The `rawmm-layout:v1:` text the fingerprint digests."""
+        return self._core.fingerprint_text
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The image knobs (hashing.md §5.3 keys)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self._knobs.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self._model, **self.knobs, "video": dict(self._video)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self._model, self.fingerprint, json.dumps(self._video, sort_keys=True)))
+
+    def __repr__(self) -> str:
+        return f"Layout({self._model!r}, fingerprint={self.fingerprint!r})"
+
+    # -- geometry -------------------------------------------------------------------------
+
+    def image(self, width: int, height: int) -> ImageLayout:
+        """Layout of one image of the oriented size `width`×`height`."""
+        return self._core.image(width, height)
+
+    def images(self, sizes: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Vectorised `image` for an int array [N, 2] of (width, height) → int64 [N, 6]."""
+        arr = np.asarray(sizes)
+        if arr.size == 0:
+            return np.zeros((0, 6), dtype=np.int64)
+        if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise LayoutError(f"sizes must be an int array of shape [N, 2], got {arr.dtype} {arr.shape}")
+        if arr.dtype == np.uint64 and (arr > np.iinfo(np.int64).max).any():
+            raise LayoutError("sizes out of range")
+        return self._core.images(np.ascontiguousarray(arr, dtype=np.int64))
+
+    def video(self, num_frames: int, width: int, height: int, *, fps: float | None = None) -> VideoLayout:
+        """Video layout; `fps` is the source frame rate (None → 24)."""
+        src_fps = 24.0 if fps is None else _as_float("fps", fps)
+        v = self._video
+        if self.family == "kimi_k25":
+            d = self._core.kimi_video(
+                num_frames,
+                width,
+                height,
+                src_fps,
+                in_patch_limit_each_frame=v["in_patch_limit_each_frame"],
+                sample_fps=v["sample_fps"],
+                temporal_merge_kernel_size=v["temporal_merge_kernel_size"],
+            )
+        else:
+            d = self._core.qwen_video(
+                num_frames,
+                width,
+                height,
+                src_fps,
+                style=_VIDEO_STYLE[self._model],
+                min_pixels=v["min_pixels"],
+                max_pixels=v["max_pixels"],
+                do_sample_frames=v["do_sample_frames"],
+                sample_fps=v["fps"],
+                min_frames=v["min_frames"],
+                max_frames=v["max_frames"],
+                cap_pixels_per_frame=v.get("cap_pixels_per_frame", False),
+                replace_triple=v.get("video_wrapper", "triple") == "triple",
+            )
+        return VideoLayout(
+            frame_indices=d["frame_indices"],
+            resized_width=d["resized_width"],
+            resized_height=d["resized_height"],
+            grid_thw=d["grid_thw"],
+            chunks=d["chunks"] or None,
+            num_tokens=d["num_tokens"],
+            placeholder_text=d["placeholder_text"],
+            second_per_grid_ts=d["second_per_grid_ts"],
+        )
+
+    # -- prompt text ----------------------------------------------------------------------
+
+    def placeholder_text(self, image_layout: ImageLayout, *, expanded: bool = True) -> str:
+        """The whole wrapped placeholder of one image (layout.md §5)."""
+        n = image_layout.num_tokens if expanded else 1
+        if self.family == "kimi_k25":
+            return f"<|media_begin|>image<|media_content|>{'<|media_pad|>' * n}<|media_end|>"
+        return f"<|vision_start|>{'<|image_pad|>' * n}<|vision_end|>"
+
+    def placeholder_token_ids(
+        self, image_layout: ImageLayout, *, expanded: bool = True, tokenizer: Tokenizer | None = None
+    ) -> list[int]:
+        """Token ids of `placeholder_text`. Kimi needs `tokenizer` for the plain word "image"."""
+        n = image_layout.num_tokens if expanded else 1
+        if self.family == "kimi_k25":
+            if tokenizer is None:
+                raise LayoutError("kimi_k25 placeholder ids need a tokenizer to encode the word 'image'")
+            word = list(tokenizer.encode("image", add_special_tokens=False))
+            k = _KIMI_IDS
+            return [k["begin"], *word, k["content"], *([k["pad"]] * n), k["end"]]
+        start, pad, end, _ = _TOKEN_IDS[self._model]
+        return [start, *([pad] * n), end]
+
+    @property
+    def image_pad_token_id(self) -> int:
+        """The id whose run the renderer expands to `num_tokens` (Kimi: `<|media_pad|>`)."""
+        return _KIMI_IDS["pad"] if self.family == "kimi_k25" else _TOKEN_IDS[self._model][1]
+
+    def placeholder_length(self, image_layout: ImageLayout) -> int:
+        """`mm_placeholders` length (layout.md §5): `num_tokens` for Qwen, 1 for Kimi."""
+        return 1 if self.family == "kimi_k25" else image_layout.num_tokens
+
+    # -- pixels ---------------------------------------------------------------------------
+
+    def pixel_values(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+    ) -> PixelValues:
+        """`pixel_values` bit-identical to the reference processor (pixels.md)."""
+        from .pixels import pixel_values
+
+        return pixel_values(self, images, dtype=dtype, threads=threads)

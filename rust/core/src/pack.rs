@@ -1,0 +1,237 @@
+//! The fused pass from a resized uint8 image to `pixel_values` (pixels.md §3–§5, §7).
+//!
+//! The resize's second pass produces one band of rows at a time (one merge-block row for Qwen,
+//! one patch row for Kimi) straight into a small buffer, which is normalised through a per-channel
+//! lookup table and scattered into the output. No full-size float intermediate exists, and each
+//! band owns a contiguous slice of the output, so bands run in parallel.
+
+use rayon::prelude::*;
+
+use crate::layout::ResizeCompat;
+use crate::resample::RowResizer;
+
+/// Output element: f32 or bfloat16 bit patterns.
+pub trait Element: Copy + Send + Sync + Default + 'static {
+    fn from_f32(x: f32) -> Self;
+}
+impl Element for f32 {
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+}
+impl Element for u16 {
+    fn from_f32(x: f32) -> Self {
+        bf16_bits(x)
+    }
+}
+
+/// float32 → bfloat16 by round-to-nearest-even on the bit pattern (values are finite).
+#[inline]
+pub fn bf16_bits(x: f32) -> u16 {
+    let u = x.to_bits();
+    ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) as u16
+}
+
+/// `(f32(f64(v) · rescale) − f32(mean)) / f32(std)` for every channel and byte value: exact,
+/// because the normalisation is a pure function of (channel, value).
+pub fn normalize_lut<T: Element>(mean: [f64; 3], std: [f64; 3], rescale: f64) -> [[T; 256]; 3] {
+    let mut lut = [[T::default(); 256]; 3];
+    for c in 0..3 {
+        let (m, s) = (mean[c] as f32, std[c] as f32);
+        for v in 0..256 {
+            let x = (v as f64 * rescale) as f32;
+            lut[c][v] = T::from_f32((x - m) / s);
+        }
+    }
+    lut
+}
+
+/// How patches are laid out in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Qwen: merge-block row order, `C·T·p·p` columns, the image tiled `temporal` times.
+    Qwen { patch: usize, merge: usize, temporal: usize },
+    /// Kimi K2.5: raster patches `(3, p, p)`, zero-padded (before normalisation) to `padded`.
+    Kimi { patch: usize, padded_width: usize, padded_height: usize },
+}
+
+impl Packing {
+    /// Number of output elements for an image resized to `w`×`h`.
+    pub fn len(&self, w: usize, h: usize) -> usize {
+        match *self {
+            Packing::Qwen { patch, temporal, .. } => (h / patch) * (w / patch) * 3 * temporal * patch * patch,
+            Packing::Kimi { patch, padded_width, padded_height } => (padded_height / patch) * (padded_width / patch) * 3 * patch * patch,
+        }
+    }
+}
+
+/// One decoded RGB image and the size to resize it to.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub rgb: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    pub resized_width: usize,
+    pub resized_height: usize,
+}
+
+/// Resizes and packs one image into `out` (`packing.len(resized)` elements).
+pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, out: &mut [T], parallel: bool) {
+    let (rw, rh) = (job.resized_width, job.resized_height);
+    assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
+    let rs = RowResizer::new(job.rgb, 3, job.width, job.height, rw, rh, compat, parallel);
+    let (band_rows, band_len) = match packing {
+        Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),
+        Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
+    };
+    let row_bytes = rs.row_bytes();
+    let work = |buf: &mut Vec<u8>, (band, chunk): (usize, &mut [T])| {
+        let y0 = band * band_rows;
+        let rows = band_rows.min(rh.saturating_sub(y0));
+        buf.resize(band_rows * row_bytes, 0);
+        rs.rows(y0, &mut buf[..rows * row_bytes]);
+        match packing {
+            Packing::Qwen { patch, merge, temporal } => pack_qwen_band(buf, rw, patch, merge, temporal, lut, chunk),
+            Packing::Kimi { patch, .. } => pack_kimi_band(&buf[..rows * row_bytes], rw, patch, lut, chunk),
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(band_len).enumerate().for_each_init(Vec::new, work);
+    } else {
+        let mut buf = Vec::new();
+        out.chunks_mut(band_len).enumerate().for_each(|item| work(&mut buf, item));
+    }
+}
+
+/// One merge-block row: `band` holds `merge·patch` RGB rows of width `w`.
+fn pack_qwen_band<T: Element>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+    let pp = p * p;
+    let row_len = 3 * temporal * pp;
+    let stride = w * 3;
+    for (r, row) in chunk.chunks_exact_mut(row_len).enumerate() {
+        let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
+        let pc = bw * m + iw;
+        let (b0, rest) = row.split_at_mut(temporal * pp);
+        let (b1, b2) = rest.split_at_mut(temporal * pp);
+        for y in 0..p {
+            let src = &band[(ih * p + y) * stride + pc * p * 3..][..p * 3];
+            let (d0, d1, d2) = (&mut b0[y * p..][..p], &mut b1[y * p..][..p], &mut b2[y * p..][..p]);
+            for (x, px) in src.chunks_exact(3).enumerate() {
+                d0[x] = lut[0][px[0] as usize];
+                d1[x] = lut[1][px[1] as usize];
+                d2[x] = lut[2][px[2] as usize];
+            }
+        }
+        // The temporal copies of a still image are identical.
+        for block in [b0, b1, b2] {
+            let (first, copies) = block.split_at_mut(pp);
+            copies.chunks_exact_mut(pp).for_each(|c| c.copy_from_slice(first));
+        }
+    }
+}
+
+/// One patch row: `band` holds up to `patch` RGB rows of width `w` (fewer at the bottom
+/// edge); everything outside it is zero padding, normalised like a 0 byte.
+fn pack_kimi_band<T: Element>(band: &[u8], w: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+    let stride = w * 3;
+    let rows = band.len() / stride.max(1);
+    let pad = [lut[0][0], lut[1][0], lut[2][0]];
+    for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
+        for (c, plane) in patch.chunks_exact_mut(p * p).enumerate() {
+            for (y, dst) in plane.chunks_exact_mut(p).enumerate() {
+                let x0 = pc * p;
+                let real = if y < rows { w.saturating_sub(x0).min(p) } else { 0 };
+                if real > 0 {
+                    let src = &band[y * stride + x0 * 3..][..real * 3];
+                    for (d, px) in dst.iter_mut().zip(src.chunks_exact(3)) {
+                        *d = lut[c][px[c] as usize];
+                    }
+                }
+                dst[real..].fill(pad[c]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lut() -> [[f32; 256]; 3] {
+        normalize_lut([0.5; 3], [0.5; 3], 1.0 / 255.0)
+    }
+
+    /// Direct transcription of the closed form of pixels.md §4.
+    fn qwen_reference(img: &[u8], w: usize, h: usize, p: usize, m: usize, t: usize) -> Vec<f32> {
+        let l = lut();
+        let (gh, gw) = (h / p, w / p);
+        let row_len = 3 * t * p * p;
+        let mut out = vec![0f32; gh * gw * row_len];
+        for bh in 0..gh / m {
+            for bw in 0..gw / m {
+                for ih in 0..m {
+                    for iw in 0..m {
+                        let r = ((bh * (gw / m) + bw) * m + ih) * m + iw;
+                        let (pr, pc) = (bh * m + ih, bw * m + iw);
+                        for c in 0..3 {
+                            for tt in 0..t {
+                                for y in 0..p {
+                                    for x in 0..p {
+                                        let k = ((c * t + tt) * p + y) * p + x;
+                                        out[r * row_len + k] = l[c][img[((pr * p + y) * w + pc * p + x) * 3 + c] as usize];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn qwen_closed_form() {
+        let (w, h, p, m, t) = (8 * 4, 4 * 4, 4, 2, 2);
+        let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 31 % 256) as u8).collect();
+        let packing = Packing::Qwen { patch: p, merge: m, temporal: t };
+        for parallel in [false, true] {
+            let mut out = vec![0f32; packing.len(w, h)];
+            let job = Job { rgb: &img, width: w, height: h, resized_width: w, resized_height: h };
+            pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, parallel);
+            assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
+        }
+    }
+
+    #[test]
+    fn kimi_raster_and_padding() {
+        let (w, h, p) = (5, 3, 2);
+        let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 17 % 256) as u8).collect();
+        let packing = Packing::Kimi { patch: p, padded_width: 8, padded_height: 4 };
+        let mut out = vec![0f32; packing.len(w, h)];
+        let job = Job { rgb: &img, width: w, height: h, resized_width: w, resized_height: h };
+        pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, false);
+        let l = lut();
+        let (gw, pw) = (4, 8);
+        for py in 0..4 {
+            for px in 0..pw {
+                for c in 0..3 {
+                    let n = (py / p) * gw + px / p;
+                    let got = out[((n * 3 + c) * p + py % p) * p + px % p];
+                    let want = if py < h && px < w { l[c][img[(py * w + px) * 3 + c] as usize] } else { -1.0 };
+                    assert_eq!(got.to_bits(), want.to_bits(), "y={py} x={px} c={c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_round_to_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3F80);
+        // 1 + 2^-8 is a tie between 0x3F80 and 0x3F81: even wins.
+        assert_eq!(bf16_bits(f32::from_bits(0x3F80_8000)), 0x3F80);
+        assert_eq!(bf16_bits(f32::from_bits(0x3F81_8000)), 0x3F82);
+        assert_eq!(bf16_bits(f32::from_bits(0x3F80_8001)), 0x3F81);
+        assert_eq!(bf16_bits(-1.0), 0xBF80);
+    }
+}

@@ -1,0 +1,116 @@
+//! From decoded uint8 arrays to `pixel_values` for a batch: RGB conversion, layout, Pillow-exact
+//! resize and the fused pack, images in parallel (pixels.md §7).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::convert::to_rgb;
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, ImageLayout, Knobs};
+use crate::pack::{normalize_lut, pack_image, Element, Job, Packing};
+
+/// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
+/// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA).
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded<'a> {
+    pub data: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+}
+
+impl Decoded<'_> {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=4).contains(&self.channels) {
+            return Err(Error::Decode(format!("expected 1 to 4 channels, got {}", self.channels)));
+        }
+        if self.data.len() != self.width * self.height * self.channels {
+            return Err(Error::Decode("pixel buffer length does not match its shape".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The output of a batch: elements, one grid row per image, token counts.
+pub struct PixelValues<T> {
+    pub values: Vec<T>,
+    pub layouts: Vec<ImageLayout>,
+}
+
+impl Knobs {
+    pub fn packing(&self, l: &ImageLayout) -> Packing {
+        match self.geometry {
+            Geometry::Qwen(g) => Packing::Qwen { patch: g.patch_size as usize, merge: g.merge_size as usize, temporal: g.temporal_patch_size as usize },
+            Geometry::Kimi(g) => Packing::Kimi { patch: g.patch_size as usize, padded_width: l.padded_width as usize, padded_height: l.padded_height as usize },
+        }
+    }
+
+    /// Row length of the 2-D view: `3·T·p²` (Qwen) or `3·p²` (Kimi, whose rows are reshaped to
+    /// `(3, p, p)` by the caller).
+    pub fn row_len(&self) -> usize {
+        match self.geometry {
+            Geometry::Qwen(g) => (3 * g.temporal_patch_size * g.patch_size * g.patch_size) as usize,
+            Geometry::Kimi(g) => (3 * g.patch_size * g.patch_size) as usize,
+        }
+    }
+
+    /// Processes `images` independently and concatenates them in order. `threads`: None = the
+    /// global rayon pool (all cores), Some(1) = this thread only, Some(n) = a cached n-thread pool.
+    pub fn pixel_values<T: Element>(&self, images: &[Decoded], threads: Option<usize>) -> Result<PixelValues<T>> {
+        let layouts = images
+            .iter()
+            .map(|im| {
+                im.validate()?;
+                self.image(im.width as u64, im.height as u64)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let lens: Vec<usize> = layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
+        let mut values = vec![T::default(); lens.iter().sum()];
+        let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
+        let parallel = threads != Some(1);
+        let run = |values: &mut [T]| {
+            let mut slices = Vec::with_capacity(images.len());
+            let mut rest = values;
+            for &n in &lens {
+                let (head, tail) = rest.split_at_mut(n);
+                slices.push(head);
+                rest = tail;
+            }
+            let one = |(im, (l, out)): (&Decoded, (&ImageLayout, &mut [T]))| {
+                let rgb = to_rgb(im.data, im.channels, self.pixel.alpha_policy);
+                let job = Job { rgb: &rgb, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
+                pack_image(&job, self.packing(l), &lut, self.pixel.resize_compat, out, parallel);
+            };
+            if parallel {
+                images.par_iter().zip(layouts.par_iter().zip(slices.into_par_iter())).for_each(one);
+            } else {
+                images.iter().zip(layouts.iter().zip(slices)).for_each(one);
+            }
+        };
+        match threads {
+            Some(n) if n > 1 => pool(n)?.install(|| run(&mut values)),
+            _ => run(&mut values),
+        }
+        Ok(PixelValues { values, layouts })
+    }
+}
+
+/// Thread pools are built once per size and reused: building one costs tens of microseconds.
+pub fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&threads) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("rawmm-{i}"))
+            .build()
+            .map_err(|e| Error::Io(format!("cannot start a thread pool: {e}")))?,
+    );
+    pools.insert(threads, p.clone());
+    Ok(p)
+}
