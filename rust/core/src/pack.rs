@@ -13,15 +13,23 @@ use crate::resample::RowResizer;
 /// Output element: f32 or bfloat16 bit patterns.
 pub trait Element: Copy + Send + Sync + Default + 'static {
     fn from_f32(x: f32) -> Self;
+    /// A zeroed buffer from the allocator (calloc: fresh pages cost nothing until written).
+    fn zeroed(n: usize) -> Vec<Self>;
 }
 impl Element for f32 {
     fn from_f32(x: f32) -> Self {
         x
     }
+    fn zeroed(n: usize) -> Vec<Self> {
+        vec![0.0; n]
+    }
 }
 impl Element for u16 {
     fn from_f32(x: f32) -> Self {
         bf16_bits(x)
+    }
+    fn zeroed(n: usize) -> Vec<Self> {
+        vec![0; n]
     }
 }
 
@@ -65,10 +73,11 @@ impl Packing {
     }
 }
 
-/// One decoded RGB image and the size to resize it to.
+/// One RGB image (3 channels, or 4 with an ignored fourth byte) and the size to resize it to.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
     pub rgb: &'a [u8],
+    pub channels: usize,
     pub width: usize,
     pub height: usize,
     pub resized_width: usize,
@@ -79,7 +88,8 @@ pub struct Job<'a> {
 pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, out: &mut [T], parallel: bool) {
     let (rw, rh) = (job.resized_width, job.resized_height);
     assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
-    let rs = RowResizer::new(job.rgb, 3, job.width, job.height, rw, rh, compat, parallel);
+    let ch = job.channels;
+    let rs = RowResizer::new(job.rgb, ch, job.width, job.height, rw, rh, compat, parallel);
     let (band_rows, band_len) = match packing {
         Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),
         Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
@@ -91,8 +101,9 @@ pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], 
         buf.resize(band_rows * row_bytes, 0);
         rs.rows(y0, &mut buf[..rows * row_bytes]);
         match packing {
-            Packing::Qwen { patch, merge, temporal } => pack_qwen_band(buf, rw, patch, merge, temporal, lut, chunk),
-            Packing::Kimi { patch, .. } => pack_kimi_band(&buf[..rows * row_bytes], rw, patch, lut, chunk),
+            Packing::Qwen { patch, merge, temporal } if ch == 4 => pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, lut, chunk),
+            Packing::Qwen { patch, merge, temporal } => pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, lut, chunk),
+            Packing::Kimi { patch, .. } => pack_kimi_band(&buf[..rows * row_bytes], rw, ch, patch, lut, chunk),
         }
     };
     if parallel {
@@ -103,51 +114,55 @@ pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], 
     }
 }
 
-/// One merge-block row: `band` holds `merge·patch` RGB rows of width `w`.
-fn pack_qwen_band<T: Element>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+/// One merge-block row: `band` holds `merge·patch` rows of width `w` with `CH` channels.
+fn pack_qwen_band<T: Element, const CH: usize>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
     let pp = p * p;
-    let row_len = 3 * temporal * pp;
-    let stride = w * 3;
+    let plane = temporal * pp;
+    let row_len = 3 * plane;
+    let stride = w * CH;
+    let [l0, l1, l2] = lut;
     for (r, row) in chunk.chunks_exact_mut(row_len).enumerate() {
         let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
         let pc = bw * m + iw;
-        let (b0, rest) = row.split_at_mut(temporal * pp);
-        let (b1, b2) = rest.split_at_mut(temporal * pp);
+        // Channel planes of the row, each `temporal` blocks of p·p.
+        let (c0, rest) = row.split_at_mut(plane);
+        let (c1, c2) = rest.split_at_mut(plane);
         for y in 0..p {
-            let src = &band[(ih * p + y) * stride + pc * p * 3..][..p * 3];
-            let (d0, d1, d2) = (&mut b0[y * p..][..p], &mut b1[y * p..][..p], &mut b2[y * p..][..p]);
-            for (x, px) in src.chunks_exact(3).enumerate() {
-                d0[x] = lut[0][px[0] as usize];
-                d1[x] = lut[1][px[1] as usize];
-                d2[x] = lut[2][px[2] as usize];
+            let src = &band[(ih * p + y) * stride + pc * p * CH..][..p * CH];
+            let o = y * p;
+            let (d0, d1, d2) = (&mut c0[o..o + p], &mut c1[o..o + p], &mut c2[o..o + p]);
+            for (((a, b), c), px) in d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(src.chunks_exact(CH)) {
+                let px: &[u8; CH] = px.try_into().expect("CH bytes");
+                *a = l0[px[0] as usize];
+                *b = l1[px[1] as usize];
+                *c = l2[px[2] as usize];
             }
         }
         // The temporal copies of a still image are identical.
-        for block in [b0, b1, b2] {
-            let (first, copies) = block.split_at_mut(pp);
-            copies.chunks_exact_mut(pp).for_each(|c| c.copy_from_slice(first));
+        for c in [c0, c1, c2] {
+            let (first, copies) = c.split_at_mut(pp);
+            copies.chunks_exact_mut(pp).for_each(|d| d.copy_from_slice(first));
         }
     }
 }
 
-/// One patch row: `band` holds up to `patch` RGB rows of width `w` (fewer at the bottom
-/// edge); everything outside it is zero padding, normalised like a 0 byte.
-fn pack_kimi_band<T: Element>(band: &[u8], w: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
-    let stride = w * 3;
+/// One patch row: `band` holds up to `patch` rows of width `w` with `ch` channels (fewer at
+/// the bottom edge); everything outside it is zero padding, normalised like a 0 byte.
+fn pack_kimi_band<T: Element>(band: &[u8], w: usize, ch: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+    let stride = w * ch;
     let rows = band.len() / stride.max(1);
-    let pad = [lut[0][0], lut[1][0], lut[2][0]];
     for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
-        for (c, plane) in patch.chunks_exact_mut(p * p).enumerate() {
+        for ((c, plane), lut_c) in patch.chunks_exact_mut(p * p).enumerate().zip(lut) {
             for (y, dst) in plane.chunks_exact_mut(p).enumerate() {
                 let x0 = pc * p;
                 let real = if y < rows { w.saturating_sub(x0).min(p) } else { 0 };
                 if real > 0 {
-                    let src = &band[y * stride + x0 * 3..][..real * 3];
-                    for (d, px) in dst.iter_mut().zip(src.chunks_exact(3)) {
-                        *d = lut[c][px[c] as usize];
+                    let src = &band[y * stride + x0 * ch..][..real * ch];
+                    for (d, px) in dst.iter_mut().zip(src.chunks_exact(ch)) {
+                        *d = lut_c[px[c] as usize];
                     }
                 }
-                dst[real..].fill(pad[c]);
+                dst[real..].fill(lut_c[0]);
             }
         }
     }
@@ -197,7 +212,7 @@ mod tests {
         let packing = Packing::Qwen { patch: p, merge: m, temporal: t };
         for parallel in [false, true] {
             let mut out = vec![0f32; packing.len(w, h)];
-            let job = Job { rgb: &img, width: w, height: h, resized_width: w, resized_height: h };
+            let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
             pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, parallel);
             assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
         }
@@ -209,7 +224,7 @@ mod tests {
         let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 17 % 256) as u8).collect();
         let packing = Packing::Kimi { patch: p, padded_width: 8, padded_height: 4 };
         let mut out = vec![0f32; packing.len(w, h)];
-        let job = Job { rgb: &img, width: w, height: h, resized_width: w, resized_height: h };
+        let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
         pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, false);
         let l = lut();
         let (gw, pw) = (4, 8);

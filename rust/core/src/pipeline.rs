@@ -67,7 +67,7 @@ impl Knobs {
             })
             .collect::<Result<Vec<_>>>()?;
         let lens: Vec<usize> = layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
-        let mut values = vec![T::default(); lens.iter().sum()];
+        let mut values = T::zeroed(lens.iter().sum());
         let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
         let parallel = threads != Some(1);
         let run = |values: &mut [T]| {
@@ -80,7 +80,7 @@ impl Knobs {
             }
             let one = |(im, (l, out)): (&Decoded, (&ImageLayout, &mut [T]))| {
                 let rgb = to_rgb(im.data, im.channels, self.pixel.alpha_policy);
-                let job = Job { rgb: &rgb, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
+                let job = Job { rgb: &rgb, channels: 3, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
                 pack_image(&job, self.packing(l), &lut, self.pixel.resize_compat, out, parallel);
             };
             if parallel {
