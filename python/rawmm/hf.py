@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .layout import Layout
-from .pixels import ImageInput, _as_list, to_array
+from .pixels import ImageInput, _as_list, core_pixel_values, to_array
 
 __all__ = ["ImageProcessor"]
 
@@ -75,10 +75,22 @@ class ImageProcessor:
                 exif, composite = False, True
             else:  # encoded bytes: treated like a file the reference would open by path
                 exif, composite = True, False
-            arr = to_array(image, exif=exif, composite=composite)
-            if not composite and arr.shape[2] in (2, 4):
-                arr = np.ascontiguousarray(arr[:, :, : arr.shape[2] - 1])
-            arrays.append(arr)
-        out = self.layout.replace(alpha_policy="composite_white").pixel_values(arrays, threads=threads)
+            arrays.append((to_array(image, exif=exif, composite=composite), composite))
+        # One core call per alpha rule keeps every image's own rule; results are re-joined in order.
+        return self._run(arrays, threads)
+
+    def _run(self, arrays: list[tuple[Any, bool]], threads: int | None) -> dict[str, np.ndarray]:
+        kimi = self.layout.family == "kimi_k25"
+        policies = {c for _, c in arrays}
+        if len(policies) == 1:
+            policy = "composite_white" if policies.pop() else "drop"
+            layout = self.layout.replace(alpha_policy=policy)
+            out = core_pixel_values(layout, [a for a, _ in arrays], threads=threads)
+            values, grid = out.pixel_values, out.grid_thw
+        else:
+            parts = [self._run([item], threads) for item in arrays]
+            grid_key = "grid_thws" if kimi else "image_grid_thw"
+            values = np.concatenate([p["pixel_values"] for p in parts])
+            grid = np.concatenate([p[grid_key] for p in parts])
         grid_key = "grid_thws" if kimi else "image_grid_thw"
-        return {"pixel_values": out.pixel_values, grid_key: out.grid_thw}
+        return {"pixel_values": values, grid_key: grid}

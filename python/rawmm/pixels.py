@@ -83,9 +83,28 @@ def decode(
     return im
 
 
-def _pil_to_array(im: Image.Image, composite: bool) -> np.ndarray:
-    """A (H, W, C) uint8 array with C = 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA), following
-    transformers' rule: an image has alpha if it has an `A` band or a `transparency` entry."""
+# What the core accepts: a (H, W, C) uint8 array, or a zero-copy view of a PIL image.
+CoreImage = np.ndarray | tuple[Any, Any, int, int, int, bool]
+
+
+def _pil_pixels(im: Image.Image) -> CoreImage:
+    """Pillow's own buffer through its Arrow export (RGB is stored as RGBX, so no repacking);
+    a copy via numpy when the image cannot be exported (multi-block, Pillow < 11.2)."""
+    layout = {"L": (1, False), "RGB": (4, False), "RGBA": (4, True)}.get(im.mode)
+    if layout is not None and hasattr(im, "__arrow_c_array__"):
+        try:
+            schema, array = im.__arrow_c_array__()
+        except (ValueError, OSError):
+            pass
+        else:
+            return (schema, array, im.width, im.height, *layout)
+    arr = np.asarray(im)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _pil_to_array(im: Image.Image, composite: bool) -> CoreImage:
+    """Pixels with 1 (L), 2 (LA), 3 or 4 (RGB(X)/RGBA) channels, following transformers'
+    rule: an image has alpha if it has an `A` band or a `transparency` entry."""
     has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
     if has_alpha and composite:
         if im.mode not in ("LA", "RGBA"):  # P, PA, and L/RGB with a colour key
@@ -95,8 +114,9 @@ def _pil_to_array(im: Image.Image, composite: bool) -> np.ndarray:
             im = im.convert("RGB")
         except (ValueError, OSError) as e:
             raise ImageDecodeError(f"cannot convert mode {im.mode!r} to RGB: {e}") from None
-    arr = np.asarray(im)
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    if im.width == 0 or im.height == 0:
+        raise ImageDecodeError(f"image has no pixels: {im.width}x{im.height}")
+    return _pil_pixels(im)
 
 
 def _array_input(arr: np.ndarray) -> np.ndarray:
@@ -110,8 +130,8 @@ def _array_input(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def to_array(image: ImageInput, *, exif: bool, composite: bool) -> np.ndarray:
-    """Any supported input as a C-contiguous (H, W, C) uint8 array for the core."""
+def to_array(image: ImageInput, *, exif: bool, composite: bool) -> CoreImage:
+    """Any supported input as pixels the core reads without copying."""
     if isinstance(image, np.ndarray):
         return _array_input(image)
     if isinstance(image, Image.Image):
@@ -133,24 +153,18 @@ def pixel_values(
     *,
     dtype: str = "float32",
     threads: int | None = None,
-    exif: bool | None = None,
-    composite: bool | None = None,
 ) -> PixelValues:
-    """See `Layout.pixel_values`. `exif`/`composite` override the layout's policies (used by
-    the drop-in processor to emulate the reference per input type)."""
-    if dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    """See `Layout.pixel_values`."""
+    _check_options(dtype, threads)
     knobs = layout.knobs
-    do_exif = knobs["exif_policy"] == "apply" if exif is None else exif
-    do_composite = knobs["alpha_policy"] == "composite_white" if composite is None else composite
+    exif = knobs["exif_policy"] == "apply"
+    composite = knobs["alpha_policy"] == "composite_white"
     items = _as_list(images)
     if not items:
         raise ImageDecodeError("no images given")
 
-    def load(x: ImageInput) -> np.ndarray:
-        return to_array(x, exif=do_exif, composite=do_composite)
+    def load(x: ImageInput) -> CoreImage:
+        return to_array(x, exif=exif, composite=composite)
 
     # Pillow releases the GIL while decoding, so encoded inputs decode in parallel.
     encoded = sum(not isinstance(x, np.ndarray | Image.Image) for x in items)
@@ -160,10 +174,22 @@ def pixel_values(
             arrays = list(ex.map(load, items))
     else:
         arrays = [load(x) for x in items]
-    core = layout._core
-    if composite is not None and (composite != (knobs["alpha_policy"] == "composite_white")):
-        core = layout.replace(alpha_policy="composite_white" if composite else "drop")._core
-    values, grid, tokens = core.pixel_values(arrays, bfloat16=dtype == "bfloat16", threads=threads)
+    return core_pixel_values(layout, arrays, dtype=dtype, threads=threads)
+
+
+def _check_options(dtype: str, threads: int | None) -> None:
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+
+
+def core_pixel_values(
+    layout: Layout, images: list[CoreImage], *, dtype: str = "float32", threads: int | None = None
+) -> PixelValues:
+    """The Rust pipeline on already-loaded pixels (GIL released inside)."""
+    _check_options(dtype, threads)
+    values, grid, tokens = layout._core.pixel_values(images, bfloat16=dtype == "bfloat16", threads=threads)
     return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)
 
 

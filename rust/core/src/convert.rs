@@ -13,11 +13,13 @@ pub fn composite_white(s: u8, a: u8) -> u8 {
     ((((t >> 8) + t) >> 8) >> 7) as u8
 }
 
-/// Interleaved `channels` (1 = L, 2 = LA, 3 = RGB, 4 = RGBA) → RGB. RGB input is borrowed.
-pub fn to_rgb(src: &[u8], channels: usize, alpha: AlphaPolicy) -> Cow<'_, [u8]> {
+/// Interleaved `channels` (1 = L, 2 = LA, 3 = RGB, 4 = RGBA) → RGB, returned with its
+/// channel count. RGB, and 4-channel data whose fourth byte is unused (RGBX, or RGBA under
+/// `Drop`), are borrowed as they are: the pipeline ignores a fourth channel.
+pub fn to_rgb(src: &[u8], channels: usize, has_alpha: bool, alpha: AlphaPolicy) -> (Cow<'_, [u8]>, usize) {
     let px = src.len() / channels;
-    if channels == 3 {
-        return Cow::Borrowed(src);
+    if channels == 3 || (channels == 4 && (!has_alpha || alpha == AlphaPolicy::Drop)) {
+        return (Cow::Borrowed(src), channels);
     }
     let mut out = vec![0u8; px * 3];
     let comp = alpha == AlphaPolicy::CompositeWhite;
@@ -32,7 +34,7 @@ pub fn to_rgb(src: &[u8], channels: usize, alpha: AlphaPolicy) -> Cow<'_, [u8]> 
         }),
         _ => unreachable!("channels are validated by the caller"),
     }
-    Cow::Owned(out)
+    (Cow::Owned(out), 3)
 }
 
 #[cfg(test)]
@@ -56,9 +58,15 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(&*to_rgb(&[9, 200], 1, AlphaPolicy::Drop), &[9, 9, 9, 200, 200, 200]);
-        assert_eq!(&*to_rgb(&[10, 0], 2, AlphaPolicy::CompositeWhite), &[255, 255, 255]);
-        assert_eq!(&*to_rgb(&[10, 0], 2, AlphaPolicy::Drop), &[10, 10, 10]);
-        assert_eq!(&*to_rgb(&[1, 2, 3, 255], 4, AlphaPolicy::CompositeWhite), &[1, 2, 3]);
+        let rgb = |src: &[u8], ch, a, p| {
+            let (v, c) = to_rgb(src, ch, a, p);
+            (v.into_owned(), c)
+        };
+        assert_eq!(rgb(&[9, 200], 1, false, AlphaPolicy::Drop), (vec![9, 9, 9, 200, 200, 200], 3));
+        assert_eq!(rgb(&[10, 0], 2, true, AlphaPolicy::CompositeWhite), (vec![255, 255, 255], 3));
+        assert_eq!(rgb(&[10, 0], 2, true, AlphaPolicy::Drop), (vec![10, 10, 10], 3));
+        assert_eq!(rgb(&[1, 2, 3, 0], 4, true, AlphaPolicy::CompositeWhite), (vec![255, 255, 255], 3));
+        assert_eq!(rgb(&[1, 2, 3, 0], 4, false, AlphaPolicy::CompositeWhite), (vec![1, 2, 3, 0], 4));
+        assert_eq!(rgb(&[1, 2, 3, 0], 4, true, AlphaPolicy::Drop), (vec![1, 2, 3, 0], 4));
     }
 }

@@ -149,7 +149,7 @@ impl Knobs {
                 return layout(format!("{name} must be finite, got {vals:?}"));
             }
         }
-        if pixel.image_std.iter().any(|v| *v == 0.0) {
+        if pixel.image_std.contains(&0.0) {
             return layout("image_std must not contain 0");
         }
         if pixel.rescale_factor != RESCALE_1_255 {

@@ -5,6 +5,8 @@
 //! lookup table and scattered into the output. No full-size float intermediate exists, and each
 //! band owns a contiguous slice of the output, so bands run in parallel.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::layout::ResizeCompat;
@@ -13,24 +15,26 @@ use crate::resample::RowResizer;
 /// Output element: f32 or bfloat16 bit patterns.
 pub trait Element: Copy + Send + Sync + Default + 'static {
     fn from_f32(x: f32) -> Self;
-    /// A zeroed buffer from the allocator (calloc: fresh pages cost nothing until written).
-    fn zeroed(n: usize) -> Vec<Self>;
 }
 impl Element for f32 {
     fn from_f32(x: f32) -> Self {
         x
-    }
-    fn zeroed(n: usize) -> Vec<Self> {
-        vec![0.0; n]
     }
 }
 impl Element for u16 {
     fn from_f32(x: f32) -> Self {
         bf16_bits(x)
     }
-    fn zeroed(n: usize) -> Vec<Self> {
-        vec![0; n]
-    }
+}
+
+/// Packs into a new vector without zeroing it first (every element is written once).
+pub fn pack_to_vec<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, parallel: bool) -> Vec<T> {
+    let n = packing.len(job.resized_width, job.resized_height);
+    let mut out = Vec::with_capacity(n);
+    pack_image(job, packing, lut, compat, &mut out.spare_capacity_mut()[..n], parallel);
+    // SAFETY: `pack_image` initialised all `n` elements.
+    unsafe { out.set_len(n) };
+    out
 }
 
 /// float32 → bfloat16 by round-to-nearest-even on the bit pattern (values are finite).
@@ -44,11 +48,11 @@ pub fn bf16_bits(x: f32) -> u16 {
 /// because the normalisation is a pure function of (channel, value).
 pub fn normalize_lut<T: Element>(mean: [f64; 3], std: [f64; 3], rescale: f64) -> [[T; 256]; 3] {
     let mut lut = [[T::default(); 256]; 3];
-    for c in 0..3 {
+    for (c, table) in lut.iter_mut().enumerate() {
         let (m, s) = (mean[c] as f32, std[c] as f32);
-        for v in 0..256 {
+        for (v, slot) in table.iter_mut().enumerate() {
             let x = (v as f64 * rescale) as f32;
-            lut[c][v] = T::from_f32((x - m) / s);
+            *slot = T::from_f32((x - m) / s);
         }
     }
     lut
@@ -84,48 +88,53 @@ pub struct Job<'a> {
     pub resized_height: usize,
 }
 
-/// Resizes and packs one image into `out` (`packing.len(resized)` elements).
-pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, out: &mut [T], parallel: bool) {
+/// Resizes and packs one image into `out` (`packing.len(resized)` elements), writing every
+/// element: `out` may be uninitialised memory.
+pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, out: &mut [MaybeUninit<T>], parallel: bool) {
     let (rw, rh) = (job.resized_width, job.resized_height);
     assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
-    let ch = job.channels;
-    let rs = RowResizer::new(job.rgb, ch, job.width, job.height, rw, rh, compat, parallel);
+    let rs = RowResizer::new(job.rgb, job.channels, true, (job.width, job.height), (rw, rh), compat, parallel);
+    let ch = rs.channels();
     let (band_rows, band_len) = match packing {
         Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),
         Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
     };
     let row_bytes = rs.row_bytes();
-    let work = |buf: &mut Vec<u8>, (band, chunk): (usize, &mut [T])| {
+    let work = |(buf, scratch): &mut (Vec<u8>, Vec<T>), (band, chunk): (usize, &mut [MaybeUninit<T>])| {
         let y0 = band * band_rows;
         let rows = band_rows.min(rh.saturating_sub(y0));
         buf.resize(band_rows * row_bytes, 0);
         rs.rows(y0, &mut buf[..rows * row_bytes]);
         match packing {
-            Packing::Qwen { patch, merge, temporal } if ch == 4 => pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, lut, chunk),
-            Packing::Qwen { patch, merge, temporal } => pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, lut, chunk),
+            Packing::Qwen { patch, merge, temporal } if ch == 4 => pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, lut, chunk, scratch),
+            Packing::Qwen { patch, merge, temporal } => pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, lut, chunk, scratch),
             Packing::Kimi { patch, .. } => pack_kimi_band(&buf[..rows * row_bytes], rw, ch, patch, lut, chunk),
         }
+        store_fence();
     };
     if parallel {
-        out.par_chunks_mut(band_len).enumerate().for_each_init(Vec::new, work);
+        out.par_chunks_mut(band_len).enumerate().for_each_init(Default::default, work);
     } else {
-        let mut buf = Vec::new();
+        let mut buf = Default::default();
         out.chunks_mut(band_len).enumerate().for_each(|item| work(&mut buf, item));
     }
 }
 
 /// One merge-block row: `band` holds `merge·patch` rows of width `w` with `CH` channels.
-fn pack_qwen_band<T: Element, const CH: usize>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+/// Each output row is assembled in `scratch` (L1) and streamed out (see `stream_store`).
+#[allow(clippy::too_many_arguments)]
+fn pack_qwen_band<T: Element, const CH: usize>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [MaybeUninit<T>], scratch: &mut Vec<T>) {
     let pp = p * p;
     let plane = temporal * pp;
     let row_len = 3 * plane;
     let stride = w * CH;
     let [l0, l1, l2] = lut;
-    for (r, row) in chunk.chunks_exact_mut(row_len).enumerate() {
+    scratch.resize(row_len, T::default());
+    for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
         let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
         let pc = bw * m + iw;
         // Channel planes of the row, each `temporal` blocks of p·p.
-        let (c0, rest) = row.split_at_mut(plane);
+        let (c0, rest) = scratch.split_at_mut(plane);
         let (c1, c2) = rest.split_at_mut(plane);
         for y in 0..p {
             let src = &band[(ih * p + y) * stride + pc * p * CH..][..p * CH];
@@ -143,12 +152,47 @@ fn pack_qwen_band<T: Element, const CH: usize>(band: &[u8], w: usize, p: usize, 
             let (first, copies) = c.split_at_mut(pp);
             copies.chunks_exact_mut(pp).for_each(|d| d.copy_from_slice(first));
         }
+        stream_store(out, scratch);
     }
+}
+
+/// Copies `src` into `dst` with non-temporal stores where aligned: the output is far larger
+/// than the caches, and streaming stores skip reading each line before writing it.
+fn stream_store<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    assert_eq!(dst.len(), src.len());
+    let bytes = std::mem::size_of_val(src);
+    let (d, s) = (dst.as_mut_ptr() as *mut u8, src.as_ptr() as *const u8);
+    // SAFETY: both regions are `bytes` long, distinct, and T is plain data (Copy).
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            let head = d.align_offset(16).min(bytes);
+            std::ptr::copy_nonoverlapping(s, d, head);
+            let mut i = head;
+            while i + 16 <= bytes {
+                _mm_stream_si128(d.add(i) as *mut __m128i, _mm_loadu_si128(s.add(i) as *const __m128i));
+                i += 16;
+            }
+            std::ptr::copy_nonoverlapping(s.add(i), d.add(i), bytes - i);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        std::ptr::copy_nonoverlapping(s, d, bytes);
+    }
+}
+
+/// Orders this thread's streaming stores before the buffer is handed to another thread.
+fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: sfence has no preconditions.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
 }
 
 /// One patch row: `band` holds up to `patch` rows of width `w` with `ch` channels (fewer at
 /// the bottom edge); everything outside it is zero padding, normalised like a 0 byte.
-fn pack_kimi_band<T: Element>(band: &[u8], w: usize, ch: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [T]) {
+fn pack_kimi_band<T: Element>(band: &[u8], w: usize, ch: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [MaybeUninit<T>]) {
     let stride = w * ch;
     let rows = band.len() / stride.max(1);
     for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
@@ -159,10 +203,10 @@ fn pack_kimi_band<T: Element>(band: &[u8], w: usize, ch: usize, p: usize, lut: &
                 if real > 0 {
                     let src = &band[y * stride + x0 * ch..][..real * ch];
                     for (d, px) in dst.iter_mut().zip(src.chunks_exact(ch)) {
-                        *d = lut_c[px[c] as usize];
+                        d.write(lut_c[px[c] as usize]);
                     }
                 }
-                dst[real..].fill(lut_c[0]);
+                dst[real..].fill(MaybeUninit::new(lut_c[0]));
             }
         }
     }
@@ -211,9 +255,8 @@ mod tests {
         let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 31 % 256) as u8).collect();
         let packing = Packing::Qwen { patch: p, merge: m, temporal: t };
         for parallel in [false, true] {
-            let mut out = vec![0f32; packing.len(w, h)];
             let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
-            pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, parallel);
+            let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
             assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
         }
     }
@@ -223,9 +266,8 @@ mod tests {
         let (w, h, p) = (5, 3, 2);
         let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 17 % 256) as u8).collect();
         let packing = Packing::Kimi { patch: p, padded_width: 8, padded_height: 4 };
-        let mut out = vec![0f32; packing.len(w, h)];
         let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
-        pack_image(&job, packing, &lut(), ResizeCompat::Pillow13, &mut out, false);
+        let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, false);
         let l = lut();
         let (gw, pw) = (4, 8);
         for py in 0..4 {

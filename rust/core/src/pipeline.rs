@@ -12,13 +12,14 @@ use crate::layout::{Geometry, ImageLayout, Knobs};
 use crate::pack::{normalize_lut, pack_image, Element, Job, Packing};
 
 /// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
-/// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA).
+/// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA, or RGBX when `alpha` is false: Pillow's own layout).
 #[derive(Debug, Clone, Copy)]
 pub struct Decoded<'a> {
     pub data: &'a [u8],
     pub width: usize,
     pub height: usize,
     pub channels: usize,
+    pub alpha: bool,
 }
 
 impl Decoded<'_> {
@@ -67,10 +68,11 @@ impl Knobs {
             })
             .collect::<Result<Vec<_>>>()?;
         let lens: Vec<usize> = layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
-        let mut values = T::zeroed(lens.iter().sum());
+        let total: usize = lens.iter().sum();
+        let mut values = Vec::with_capacity(total);
         let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
         let parallel = threads != Some(1);
-        let run = |values: &mut [T]| {
+        let run = |values: &mut [std::mem::MaybeUninit<T>]| {
             let mut slices = Vec::with_capacity(images.len());
             let mut rest = values;
             for &n in &lens {
@@ -78,9 +80,9 @@ impl Knobs {
                 slices.push(head);
                 rest = tail;
             }
-            let one = |(im, (l, out)): (&Decoded, (&ImageLayout, &mut [T]))| {
-                let rgb = to_rgb(im.data, im.channels, self.pixel.alpha_policy);
-                let job = Job { rgb: &rgb, channels: 3, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
+            let one = |(im, (l, out)): (&Decoded, (&ImageLayout, &mut [std::mem::MaybeUninit<T>]))| {
+                let (rgb, channels) = to_rgb(im.data, im.channels, im.alpha, self.pixel.alpha_policy);
+                let job = Job { rgb: &rgb, channels, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
                 pack_image(&job, self.packing(l), &lut, self.pixel.resize_compat, out, parallel);
             };
             if parallel {
@@ -89,10 +91,14 @@ impl Knobs {
                 images.iter().zip(layouts.iter().zip(slices)).for_each(one);
             }
         };
+        let spare = &mut values.spare_capacity_mut()[..total];
         match threads {
-            Some(n) if n > 1 => pool(n)?.install(|| run(&mut values)),
-            _ => run(&mut values),
+            Some(n) if n > 1 => pool(n)?.install(|| run(spare)),
+            _ => run(spare),
         }
+        // SAFETY: every image's `pack_image` initialised its whole slice, and the slices
+        // partition `0..total`.
+        unsafe { values.set_len(total) };
         Ok(PixelValues { values, layouts })
     }
 }

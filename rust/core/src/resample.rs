@@ -4,6 +4,8 @@
 //! pass to uint8. SIMD resize crates use 16-bit taps and differ, hence this hand-written port.
 //! Inner loops run over contiguous runs of a row so LLVM vectorises them.
 
+use std::borrow::Cow;
+
 use crate::layout::ResizeCompat;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -81,23 +83,27 @@ fn clip8(acc: i32) -> u8 {
 /// channels does not).
 const ROWS: usize = 8;
 
-/// Horizontal pass over up to `ROWS` rows: `src` rows of `w_in · C` bytes at `src_stride`,
-/// `dst` rows of `w_out · C` bytes at `dst_stride`. `tbuf` is scratch space.
+/// Horizontal pass over up to `ROWS` rows: `src` rows of `w_in · CIN` bytes at `src_stride`,
+/// `dst` rows of `w_out · C` bytes at `dst_stride`. Pixels keep their first `C` of `CIN`
+/// bytes (RGBX → RGB costs nothing here). `RC = ROWS · C`.
 #[inline(always)]
-fn horizontal_block_impl<const C: usize, const RC: usize>(src: &[u8], src_stride: usize, rows: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, (tbuf, obuf): &mut (Vec<u8>, Vec<u8>)) {
-    let w_in = src_stride / C;
-    tbuf.clear();
-    tbuf.resize(w_in * RC, 0);
+fn horizontal_block_impl<const CIN: usize, const C: usize, const RC: usize>(src: &[u8], src_stride: usize, rows: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, (tbuf, obuf): &mut (Vec<u8>, Vec<u8>)) {
+    let w_in = src_stride / CIN;
+    // Scratch is reused without zeroing: lanes of missing rows are computed but never stored.
+    if tbuf.len() < w_in * RC {
+        tbuf.resize(w_in * RC, 0);
+    }
     for r in 0..rows {
-        let row = &src[r * src_stride..][..w_in * C];
-        for (x, px) in row.chunks_exact(C).enumerate() {
-            tbuf[x * RC + r * C..][..C].copy_from_slice(px);
+        let row = &src[r * src_stride..][..w_in * CIN];
+        for (x, px) in row.chunks_exact(CIN).enumerate() {
+            tbuf[x * RC + r * C..][..C].copy_from_slice(&px[..C]);
         }
     }
     let w_out = co.lo.len();
-    obuf.clear();
-    obuf.resize(w_out * RC, 0);
-    for (xo, o) in obuf.chunks_exact_mut(RC).enumerate() {
+    if obuf.len() < w_out * RC {
+        obuf.resize(w_out * RC, 0);
+    }
+    for (xo, o) in obuf[..w_out * RC].chunks_exact_mut(RC).enumerate() {
         let (lo, taps) = co.tap(xo);
         let mut acc = [ROUND; RC];
         for (col, &k) in tbuf[lo * RC..].chunks_exact(RC).zip(taps) {
@@ -160,24 +166,26 @@ macro_rules! multiversion {
 
 multiversion!(
     #[allow(clippy::too_many_arguments)]
-    fn horizontal_block<const C: usize, const RC: usize>(src: &[u8], src_stride: usize, rows: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, scratch: &mut (Vec<u8>, Vec<u8>)) => horizontal_block_impl
+    fn horizontal_block<const CIN: usize, const C: usize, const RC: usize>(src: &[u8], src_stride: usize, rows: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, scratch: &mut (Vec<u8>, Vec<u8>)) => horizontal_block_impl
 );
 multiversion!(
     fn vertical_row(src: &[u8], stride: usize, y: usize, dst: &mut [u8], co: &Coeffs, acc: &mut Vec<i32>) => vertical_row_impl
 );
 
 /// Horizontal pass over any number of rows, in blocks of `ROWS`.
-fn horizontal_rows(channels: usize, src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, scratch: &mut (Vec<u8>, Vec<u8>)) {
+#[allow(clippy::too_many_arguments)]
+fn horizontal_rows(in_channels: usize, channels: usize, src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, scratch: &mut (Vec<u8>, Vec<u8>)) {
     let n = dst.len() / dst_stride;
     for b in (0..n).step_by(ROWS) {
         let rows = ROWS.min(n - b);
         let (s, d) = (&src[b * src_stride..], &mut dst[b * dst_stride..]);
-        match channels {
-            1 => horizontal_block::<1, { ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
-            2 => horizontal_block::<2, { 2 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
-            3 => horizontal_block::<3, { 3 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
-            4 => horizontal_block::<4, { 4 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
-            _ => unreachable!("channels are validated by the caller"),
+        match (in_channels, channels) {
+            (1, 1) => horizontal_block::<1, 1, { ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
+            (2, 2) => horizontal_block::<2, 2, { 2 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
+            (3, 3) => horizontal_block::<3, 3, { 3 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
+            (4, 3) => horizontal_block::<4, 3, { 3 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
+            (4, 4) => horizontal_block::<4, 4, { 4 * ROWS }>(s, src_stride, rows, d, dst_stride, co, scratch),
+            _ => unreachable!("channel counts are validated by the caller"),
         }
     }
 }
@@ -200,9 +208,11 @@ enum Pass {
 /// A resize planned as an optional full first pass plus a second pass that produces any output
 /// row on demand, so callers can consume the result band by band without materialising it.
 pub struct RowResizer<'a> {
+    /// Channels of `base` and of the output (a horizontal pass may drop an unused 4th).
+    in_channels: usize,
     channels: usize,
     /// Image the row producer reads: the source, or the first pass's output.
-    base: std::borrow::Cow<'a, [u8]>,
+    base: Cow<'a, [u8]>,
     base_width: usize,
     pass: Pass,
     pub out_width: usize,
@@ -210,31 +220,39 @@ pub struct RowResizer<'a> {
 }
 
 impl<'a> RowResizer<'a> {
-    /// `src` is a `w_in`×`h_in` image with `channels` interleaved u8 channels (1..=4).
-    /// The first pass (if two are needed) runs here, split over rows with rayon when `parallel`.
-    pub fn new(src: &'a [u8], channels: usize, w_in: usize, h_in: usize, w_out: usize, h_out: usize, compat: ResizeCompat, parallel: bool) -> Self {
+    /// `src` is a `w_in`×`h_in` image with `channels` interleaved u8 channels (1..=4). With
+    /// `drop_fourth`, the 4th channel is unused (RGBX) and a horizontal pass drops it, so the
+    /// output may have 3 channels: see `channels()`. The first pass (if two are needed) runs
+    /// here, split over rows with rayon when `parallel`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(src: &'a [u8], channels: usize, drop_fourth: bool, (w_in, h_in): (usize, usize), (w_out, h_out): (usize, usize), compat: ResizeCompat, parallel: bool) -> Self {
         assert!((1..=4).contains(&channels) && src.len() == w_in * h_in * channels);
-        let need_h = w_in != w_out;
-        let need_v = h_in != h_out;
-        let base: std::borrow::Cow<'a, [u8]> = std::borrow::Cow::Borrowed(src);
-        let mut me = RowResizer { channels, base, base_width: w_in, pass: Pass::Copy, out_width: w_out, out_height: h_out };
-        match (need_h, need_v) {
-            (false, false) => {}
-            (true, false) => me.pass = Pass::Horizontal(Coeffs::new(w_in, w_out)),
-            (false, true) => me.pass = Pass::Vertical(Coeffs::new(h_in, h_out)),
+        let narrow = if drop_fourth && channels == 4 { 3 } else { channels };
+        let plan = |base: Cow<'a, [u8]>, in_channels, base_width, pass, out: (usize, usize)| {
+            let channels = if matches!(pass, Pass::Horizontal(_)) { narrow } else { in_channels };
+            RowResizer { in_channels, channels, base, base_width, pass, out_width: out.0, out_height: out.1 }
+        };
+        let src = Cow::Borrowed(src);
+        match (w_in != w_out, h_in != h_out) {
+            (false, false) => plan(src, channels, w_in, Pass::Copy, (w_out, h_out)),
+            (true, false) => plan(src, channels, w_in, Pass::Horizontal(Coeffs::new(w_in, w_out)), (w_out, h_out)),
+            (false, true) => plan(src, channels, w_in, Pass::Vertical(Coeffs::new(h_in, h_out)), (w_out, h_out)),
+            (true, true) if vertical_first(compat, w_in, h_in, w_out, h_out) => {
+                let first = plan(src, channels, w_in, Pass::Vertical(Coeffs::new(h_in, h_out)), (w_in, h_out));
+                let inter = first.materialize(parallel);
+                plan(inter.into(), channels, w_in, Pass::Horizontal(Coeffs::new(w_in, w_out)), (w_out, h_out))
+            }
             (true, true) => {
-                if vertical_first(compat, w_in, h_in, w_out, h_out) {
-                    let first = RowResizer { pass: Pass::Vertical(Coeffs::new(h_in, h_out)), out_width: w_in, out_height: h_out, ..me };
-                    let inter = first.materialize(parallel);
-                    me = RowResizer { channels, base: inter.into(), base_width: w_in, pass: Pass::Horizontal(Coeffs::new(w_in, w_out)), out_width: w_out, out_height: h_out };
-                } else {
-                    let first = RowResizer { pass: Pass::Horizontal(Coeffs::new(w_in, w_out)), out_width: w_out, out_height: h_in, ..me };
-                    let inter = first.materialize(parallel);
-                    me = RowResizer { channels, base: inter.into(), base_width: w_out, pass: Pass::Vertical(Coeffs::new(h_in, h_out)), out_width: w_out, out_height: h_out };
-                }
+                let first = plan(src, channels, w_in, Pass::Horizontal(Coeffs::new(w_in, w_out)), (w_out, h_in));
+                let inter = first.materialize(parallel);
+                plan(inter.into(), first.channels, w_out, Pass::Vertical(Coeffs::new(h_in, h_out)), (w_out, h_out))
             }
         }
-        me
+    }
+
+    /// Channels of the output rows.
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -244,12 +262,12 @@ impl<'a> RowResizer<'a> {
     /// Writes output rows `y0..y0 + dst.len() / row_bytes` into `dst`.
     pub fn rows(&self, y0: usize, dst: &mut [u8]) {
         let rb = self.row_bytes();
-        let src_stride = self.base_width * self.channels;
+        let src_stride = self.base_width * self.in_channels;
         match &self.pass {
             Pass::Copy => dst.copy_from_slice(&self.base[y0 * rb..y0 * rb + dst.len()]),
             Pass::Horizontal(co) => {
                 let mut scratch = Default::default();
-                horizontal_rows(self.channels, &self.base[y0 * src_stride..], src_stride, dst, rb, co, &mut scratch);
+                horizontal_rows(self.in_channels, self.channels, &self.base[y0 * src_stride..], src_stride, dst, rb, co, &mut scratch);
             }
             Pass::Vertical(co) => {
                 let mut acc = Vec::new();
@@ -277,8 +295,8 @@ impl<'a> RowResizer<'a> {
 }
 
 /// Resizes a whole `w_in`×`h_in`×`channels` u8 image like Pillow's `Image.resize(BICUBIC)`.
-pub fn resize_bicubic(src: &[u8], channels: usize, w_in: usize, h_in: usize, w_out: usize, h_out: usize, compat: ResizeCompat, parallel: bool) -> Vec<u8> {
-    RowResizer::new(src, channels, w_in, h_in, w_out, h_out, compat, parallel).materialize(parallel)
+pub fn resize_bicubic(src: &[u8], channels: usize, size_in: (usize, usize), size_out: (usize, usize), compat: ResizeCompat, parallel: bool) -> Vec<u8> {
+    RowResizer::new(src, channels, false, size_in, size_out, compat, parallel).materialize(parallel)
 }
 
 #[cfg(test)]
@@ -313,9 +331,9 @@ mod tests {
     #[test]
     fn unchanged_size_is_a_copy_and_flat_stays_flat() {
         let src: Vec<u8> = (0..6 * 5 * 3).map(|v| v as u8).collect();
-        assert_eq!(resize_bicubic(&src, 3, 6, 5, 6, 5, ResizeCompat::Pillow13, false), src);
+        assert_eq!(resize_bicubic(&src, 3, (6, 5), (6, 5), ResizeCompat::Pillow13, false), src);
         let flat = vec![77u8; 40 * 30 * 3];
-        let out = resize_bicubic(&flat, 3, 40, 30, 13, 57, ResizeCompat::Pillow13, true);
+        let out = resize_bicubic(&flat, 3, (40, 30), (13, 57), ResizeCompat::Pillow13, true);
         assert!(out.iter().all(|&v| v == 77));
     }
 
@@ -323,8 +341,8 @@ mod tests {
     fn parallel_equals_serial() {
         let src: Vec<u8> = (0..123 * 77 * 4).map(|v| (v * 7919 % 251) as u8).collect();
         for (w, h) in [(60, 200), (300, 40), (123, 30)] {
-            let a = resize_bicubic(&src, 4, 123, 77, w, h, ResizeCompat::Pillow13, false);
-            let b = resize_bicubic(&src, 4, 123, 77, w, h, ResizeCompat::Pillow13, true);
+            let a = resize_bicubic(&src, 4, (123, 77), (w, h), ResizeCompat::Pillow13, false);
+            let b = resize_bicubic(&src, 4, (123, 77), (w, h), ResizeCompat::Pillow13, true);
             assert_eq!(a, b);
         }
     }

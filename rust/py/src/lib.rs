@@ -1,6 +1,8 @@
 //! `rawmm._core`: thin PyO3 bindings over `rawmm-core`. Each function extracts and validates
 //! its arguments, releases the GIL around image-sized work, and wraps the result.
 
+mod arrow;
+
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -262,33 +264,28 @@ impl LayoutCore {
         video_dict(py, v)
     }
 
-    /// `images`: C-contiguous uint8 arrays of shape (H, W, C), C in 1..=4. Returns
+    /// `images`: C-contiguous uint8 arrays of shape (H, W, C) with C in 1..=4 (2 and 4 carry
+    /// alpha), or `arrow.PillowImage` views of a PIL image's own buffer. Returns
     /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`.
     #[pyo3(signature = (images, *, bfloat16=false, threads=None))]
-    fn pixel_values<'py>(&self, py: Python<'py>, images: Vec<PyReadonlyArray3<'py, u8>>, bfloat16: bool, threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    fn pixel_values<'py>(&self, py: Python<'py>, images: Vec<Bound<'py, PyAny>>, bfloat16: bool, threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
         if threads == Some(0) {
             return Err(PyValueError::new_err("threads must be >= 1 or None"));
         }
-        let decoded = images
-            .iter()
-            .map(|a| {
-                let s = a.shape();
-                let data = a.as_slice().map_err(|e| PyValueError::new_err(format!("image array: {e}")))?;
-                Ok(Decoded { data, width: s[1], height: s[0], channels: s[2] })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+        // The borrows (numpy read guards, Arrow capsules) live until the work is done.
+        let sources = images.iter().map(Source::extract).collect::<PyResult<Vec<_>>>()?;
+        let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
         let knobs = self.knobs;
         let row_len = knobs.row_len();
-        let (values, layouts) = if bfloat16 {
+        let (values, layouts, n) = if bfloat16 {
             let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
             let n = pv.values.len();
-            (PyArray1::from_vec(py, pv.values).into_any(), (pv.layouts, n))
+            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts, n)
         } else {
             let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
             let n = pv.values.len();
-            (PyArray1::from_vec(py, pv.values).into_any(), (pv.layouts, n))
+            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts, n)
         };
-        let (layouts, n) = layouts;
         let rows = n / row_len;
         let shape: Vec<usize> = match knobs.geometry {
             Geometry::Qwen(_) => vec![rows, row_len],
@@ -300,6 +297,32 @@ impl LayoutCore {
         let grid = PyArray1::from_vec(py, grid).reshape([layouts.len(), 3])?;
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
         PyTuple::new(py, [values, grid.into_any(), tokens.into_pyobject(py)?.into_any()])
+    }
+}
+
+/// Pixels borrowed from Python for the duration of one call.
+enum Source<'py> {
+    Array(PyReadonlyArray3<'py, u8>),
+    Arrow(arrow::PillowImage<'py>),
+}
+
+impl<'py> Source<'py> {
+    fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(a) = obj.cast::<numpy::PyArray3<u8>>() {
+            return Ok(Source::Array(a.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?));
+        }
+        Ok(Source::Arrow(arrow::PillowImage::extract(obj)?))
+    }
+
+    fn decoded(&self) -> PyResult<Decoded<'_>> {
+        match self {
+            Source::Array(a) => {
+                let s = a.shape();
+                let data = a.as_slice().map_err(|e| PyValueError::new_err(format!("image array: {e}")))?;
+                Ok(Decoded { data, width: s[1], height: s[0], channels: s[2], alpha: s[2] == 2 || s[2] == 4 })
+            }
+            Source::Arrow(im) => Ok(im.decoded()),
+        }
     }
 }
 
@@ -328,7 +351,7 @@ fn resize_bicubic<'py>(py: Python<'py>, array: PyReadonlyArray3<'py, u8>, width:
         return Err(to_py(py, Error::Decode(format!("expected a non-empty (H, W, C) uint8 array with C in 1..4, got shape {s:?}"))));
     }
     let data = array.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let work = || rawmm_core::resample::resize_bicubic(data, s[2], s[1], s[0], w_out, h_out, compat, threads != Some(1));
+    let work = || rawmm_core::resample::resize_bicubic(data, s[2], (s[1], s[0]), (w_out, h_out), compat, threads != Some(1));
     let out = match threads {
         Some(n) if n > 1 => {
             let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
