@@ -41,6 +41,9 @@ def read_config(
     config: Mapping[str, Any] | str | os.PathLike[str], *, model: str | None
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Returns (preset name, image knobs, video knobs)."""
+    # A dict or a single file describes the image processor: video knobs keep the preset's
+    # values. A folder follows transformers' loading order: video_preprocessor_config.json,
+    # else preprocessor_config.json.
     video_cfg: Mapping[str, Any] | None = None
     folder: Path | None = None
     if isinstance(config, Mapping):
@@ -50,8 +53,8 @@ def read_config(
         if path.is_dir():
             folder = path
             cfg = _load_json(path / "preprocessor_config.json")
-            if (path / "video_preprocessor_config.json").is_file():
-                video_cfg = _load_json(path / "video_preprocessor_config.json")
+            video_path = path / "video_preprocessor_config.json"
+            video_cfg = _load_json(video_path) if video_path.is_file() else cfg
         else:
             folder = path.parent
             cfg = _load_json(path)
@@ -64,7 +67,7 @@ def read_config(
         knobs, video = _kimi(cfg, preset, preset_video)
     else:
         knobs = _qwen(cfg, preset)
-        video = _qwen_video(video_cfg if video_cfg is not None else cfg, preset_video, model)
+        video = dict(preset_video) if video_cfg is None else _qwen_video(video_cfg, preset_video)
     return model, knobs, video
 
 
@@ -166,7 +169,7 @@ _VIDEO_IGNORED = {
 }
 
 
-def _qwen_video(cfg: Mapping[str, Any], preset: Mapping[str, Any], model: str) -> dict[str, Any]:
+def _qwen_video(cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:
     where = "video config"
     video = dict(preset)
     video["min_pixels"], video["max_pixels"] = _fold_size(
@@ -243,7 +246,10 @@ def _kimi(
 def _agree(knobs: dict[str, Any], key: str, value: Any, mpc: Mapping[str, Any] | None, where: str) -> None:
     """A converted-form key must agree with media_proc_cfg when both are present."""
     theirs = None if mpc is None else mpc.get(key)
-    norm = (lambda v: v[0] if isinstance(v, list | tuple) and len(v) == 2 and v[0] == v[1] else v)
+
+    def norm(v: Any) -> Any:
+        return v[0] if isinstance(v, list | tuple) and len(v) == 2 and v[0] == v[1] else v
+
     if theirs is not None and norm(theirs) != norm(value):
         raise LayoutError(f"{where}: {key}={value!r} contradicts media_proc_cfg {theirs!r}")
     knobs[key] = value

@@ -3,6 +3,8 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["MAX_SIDE", "ImageLayout", "LayoutCore", "read_header", "resize_bicubic"]
+
 MAX_SIDE: int
 
 @final
@@ -23,8 +25,8 @@ class ImageLayout:
     def grid_thw(self) -> tuple[int, int, int]: ...
     @property
     def num_tokens(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -87,12 +89,13 @@ class LayoutCore:
     ) -> dict[str, Any]: ...
     def pixel_values(
         self,
-        images: list[npt.NDArray[np.uint8]],
+        images: list[Any],
         *,
         bfloat16: bool = False,
         threads: int | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
 
+def read_header(data: bytes) -> tuple[str, int, int, int]: ...
 def resize_bicubic(
     array: npt.NDArray[np.uint8],
     width: int,

@@ -11,7 +11,6 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -269,8 +268,10 @@ class Layout:
         if name not in _PRESETS:
             raise LayoutError(f"unknown preset {name!r}; expected one of {sorted(_PRESETS)}")
         _, knobs, video = _PRESETS[name]
-        return cls(name, video=dict(video), **knobs).replace(**overrides) if overrides else cls(
-            name, video=dict(video), **knobs
+        return (
+            cls(name, video=dict(video), **knobs).replace(**overrides)
+            if overrides
+            else cls(name, video=dict(video), **knobs)
         )
 
     def replace(self, **knobs: Any) -> Layout:

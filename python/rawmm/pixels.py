@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _core
 from .errors import ImageDecodeError, LimitExceededError
@@ -53,30 +53,35 @@ def decode(
     """Decodes frame 0 of encoded bytes or a file with Pillow, checking the pixel cap on the
     header before any pixel is decoded; applies the EXIF orientation when `exif`."""
     if isinstance(source, bytes | bytearray | memoryview):
-        if len(source) == 0:
-            raise ImageDecodeError("empty input is not an image")
-        fp: Any = io.BytesIO(source)
-        name = f"<{len(source)} bytes>"
+        data, name = bytes(source), f"<{len(source)} bytes>"
     else:
-        fp = name = os.fspath(source)
+        name = os.fspath(source)
+        with open(name, "rb") as f:
+            data = f.read()
+    # The pixel cap applies to what the header claims, before Pillow decodes anything.
+    try:
+        _, w, h, _ = _core.read_header(data)
+    except ImageDecodeError:
+        w = h = 0  # Pillow gives the definitive error below
+    if w * h > max_pixels:
+        raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
     try:
         with warnings.catch_warnings():
             # rawmm applies its own pixel cap; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)
+            im: Image.Image = Image.open(io.BytesIO(data))
             if im.format not in DECODE_FORMATS:
                 raise ImageDecodeError(f"{name}: unsupported image format {im.format!r}")
-            w, h = im.size
-            if w * h > max_pixels:
-                raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
+            if im.width * im.height > max_pixels:
+                raise LimitExceededError(
+                    f"{name}: {im.width}x{im.height} pixels exceed the cap of {max_pixels}"
+                )
             im.load()
             if exif:
                 im = ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as e:
         raise LimitExceededError(f"{name}: {e}") from None
-    except FileNotFoundError:
-        raise
-    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         if isinstance(e, ImageDecodeError | LimitExceededError):
             raise
         raise ImageDecodeError(f"{name}: cannot decode image: {e}") from None
@@ -194,7 +199,12 @@ def core_pixel_values(
 
 
 def resize_bicubic(
-    array: npt.ArrayLike, width: int, height: int, *, resize_compat: str = "pillow13", threads: int | None = None
+    array: npt.ArrayLike,
+    width: int,
+    height: int,
+    *,
+    resize_compat: str = "pillow13",
+    threads: int | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Pillow-exact `Image.resize((width, height), BICUBIC)` for uint8 HW/HWC arrays."""
     arr = np.asarray(array)

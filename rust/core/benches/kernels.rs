@@ -1,7 +1,9 @@
 //! Criterion benches of the hand-written kernels (no Python): `cargo bench -p rawmm-core`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use rawmm_core::layout::{Geometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat, AlphaPolicy, ExifPolicy, RESCALE_1_255};
+use rawmm_core::layout::{
+    AlphaPolicy, ExifPolicy, Geometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat, RESCALE_1_255,
+};
 use rawmm_core::pipeline::Decoded;
 use rawmm_core::resample::resize_bicubic;
 
@@ -18,7 +20,8 @@ fn noise(n: usize) -> Vec<u8> {
 }
 
 fn qwen25() -> Knobs {
-    let g = QwenGeometry { patch_size: 14, merge_size: 2, temporal_patch_size: 2, min_pixels: 3136, max_pixels: 12845056 };
+    let g =
+        QwenGeometry { patch_size: 14, merge_size: 2, temporal_patch_size: 2, min_pixels: 3136, max_pixels: 12845056 };
     let p = PixelKnobs {
         image_mean: [0.48145466, 0.4578275, 0.40821073],
         image_std: [0.26862954, 0.26130258, 0.27577711],
@@ -34,9 +37,15 @@ fn kernels(c: &mut Criterion) {
     let img = noise(1024 * 1024 * 3);
     let mut g = c.benchmark_group("1024x1024");
     g.sample_size(20);
-    g.bench_function("resize_h_only_1036", |b| b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1024), ResizeCompat::Pillow13, false)));
-    g.bench_function("resize_v_only_1036", |b| b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1024, 1036), ResizeCompat::Pillow13, false)));
-    g.bench_function("resize_1036", |b| b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1036), ResizeCompat::Pillow13, false)));
+    g.bench_function("resize_h_only_1036", |b| {
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1024), ResizeCompat::Pillow13, false))
+    });
+    g.bench_function("resize_v_only_1036", |b| {
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1024, 1036), ResizeCompat::Pillow13, false))
+    });
+    g.bench_function("resize_1036", |b| {
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1036), ResizeCompat::Pillow13, false))
+    });
     let k = qwen25();
     let dec = [Decoded { data: &img, width: 1024, height: 1024, channels: 3, alpha: false }];
     g.bench_function("pixel_values_qwen25_1t", |b| b.iter(|| k.pixel_values::<f32>(black_box(&dec), Some(1)).unwrap()));
@@ -49,8 +58,11 @@ fn kernels(c: &mut Criterion) {
         let lut = normalize_lut::<f32>([0.5; 3], [0.5; 3], 1.0 / 255.0);
         let packing = Packing::Qwen { patch: 14, merge: 2, temporal: 2 };
         let mut out = vec![std::mem::MaybeUninit::new(0f32); packing.len(1036, 1036)];
-        let job = Job { rgb: &aligned, channels: 3, width: 1036, height: 1036, resized_width: 1036, resized_height: 1036 };
-        g.bench_function("pack_into_reused_1t", |b| b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out), false)));
+        let job =
+            Job { rgb: &aligned, channels: 3, width: 1036, height: 1036, resized_width: 1036, resized_height: 1036 };
+        g.bench_function("pack_into_reused_1t", |b| {
+            b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out), false))
+        });
         g.bench_function("fill_reused_25mb", |b| b.iter(|| black_box(&mut out).fill(std::mem::MaybeUninit::new(1.0))));
     }
     g.bench_function("floor_alloc_fill_25mb", |b| {

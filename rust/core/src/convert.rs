@@ -21,12 +21,14 @@ pub fn to_rgb(src: &[u8], channels: usize, has_alpha: bool, alpha: AlphaPolicy) 
     if channels == 3 || (channels == 4 && (!has_alpha || alpha == AlphaPolicy::Drop)) {
         return (Cow::Borrowed(src), channels);
     }
-    let mut out = vec![0u8; px * 3];
+    let mut out = crate::mem::zeroed(px * 3);
     let comp = alpha == AlphaPolicy::CompositeWhite;
     let dst = out.chunks_exact_mut(3);
     match channels {
         1 => dst.zip(src).for_each(|(d, &l)| d.fill(l)),
-        2 => dst.zip(src.chunks_exact(2)).for_each(|(d, s)| d.fill(if comp { composite_white(s[0], s[1]) } else { s[0] })),
+        2 => dst
+            .zip(src.chunks_exact(2))
+            .for_each(|(d, s)| d.fill(if comp { composite_white(s[0], s[1]) } else { s[0] })),
         4 => dst.zip(src.chunks_exact(4)).for_each(|(d, s)| {
             for c in 0..3 {
                 d[c] = if comp { composite_white(s[c], s[3]) } else { s[c] };

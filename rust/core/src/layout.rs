@@ -155,7 +155,11 @@ impl Knobs {
         if pixel.rescale_factor != RESCALE_1_255 {
             return layout(format!(
                 "rescale_factor must be 1/255 (0.00392156862745098) in v1, got {}",
-                if pixel.rescale_factor.is_finite() { py_float_repr(pixel.rescale_factor) } else { "non-finite".into() }
+                if pixel.rescale_factor.is_finite() {
+                    py_float_repr(pixel.rescale_factor)
+                } else {
+                    "non-finite".into()
+                }
             ));
         }
         Ok(Knobs { geometry, pixel })
@@ -232,7 +236,10 @@ impl Knobs {
                 return Err(bad(Error::Layout(format!("image size must be positive, got {}x{}", wh[0], wh[1]))));
             }
             let l = self.image(wh[0] as u64, wh[1] as u64).map_err(bad)?;
-            out.extend([l.resized_width, l.resized_height, l.grid_thw[0], l.grid_thw[1], l.grid_thw[2], l.num_tokens].map(|v| v as i64));
+            out.extend(
+                [l.resized_width, l.resized_height, l.grid_thw[0], l.grid_thw[1], l.grid_thw[2], l.num_tokens]
+                    .map(|v| v as i64),
+            );
         }
         Ok(out)
     }
@@ -256,6 +263,25 @@ pub(crate) fn check_ratio(height: u64, width: u64) -> Result<()> {
     Ok(())
 }
 
+// Rounding of non-negative f64 values below 2^52 without libm: the abi3 wheel targets
+// baseline x86-64 (no SSE4.1 `roundsd`), where `floor`/`round_ties_even` are library calls.
+// Truncating casts are exact here, and so is `x - floor(x)`.
+#[inline]
+fn floor_pos(x: f64) -> u64 {
+    x as u64
+}
+#[inline]
+fn ceil_pos(x: f64) -> u64 {
+    let t = x as u64;
+    t + ((t as f64) < x) as u64
+}
+#[inline]
+pub(crate) fn rhe_pos(x: f64) -> u64 {
+    let t = x as u64;
+    let d = x - t as f64;
+    t + (d > 0.5 || (d == 0.5 && t % 2 == 1)) as u64
+}
+
 /// transformers' `smart_resize` (layout.md §4). Returns `(h̄, w̄)`.
 pub fn smart_resize(height: u64, width: u64, factor: u64, min_pixels: u64, max_pixels: u64) -> Result<(u64, u64)> {
     check_size(width, height)?;
@@ -268,17 +294,17 @@ pub fn smart_resize(height: u64, width: u64, factor: u64, min_pixels: u64, max_p
 pub(crate) fn bounded_resize(h: u64, w: u64, factor: u64, t: u64, t_bar: u64, min_px: u64, max_px: u64) -> (u64, u64) {
     let f = factor as f64;
     let (hf, wf) = (h as f64, w as f64);
-    let mut hb = factor * (hf / f).round_ties_even() as u64;
-    let mut wb = factor * (wf / f).round_ties_even() as u64;
+    let mut hb = factor * rhe_pos(hf / f);
+    let mut wb = factor * rhe_pos(wf / f);
     let vol = t_bar as u128 * hb as u128 * wb as u128;
     if vol > max_px as u128 {
         let beta = ((t * h * w) as f64 / max_px as f64).sqrt();
-        hb = factor.max(factor * ((hf / beta) / f).floor() as u64);
-        wb = factor.max(factor * ((wf / beta) / f).floor() as u64);
+        hb = factor.max(factor * floor_pos((hf / beta) / f));
+        wb = factor.max(factor * floor_pos((wf / beta) / f));
     } else if vol < min_px as u128 {
         let beta = (min_px as f64 / (t * h * w) as f64).sqrt();
-        hb = factor * ((hf * beta) / f).ceil() as u64;
-        wb = factor * ((wf * beta) / f).ceil() as u64;
+        hb = factor * ceil_pos((hf * beta) / f);
+        wb = factor * ceil_pos((wf * beta) / f);
     }
     (hb, wb)
 }
@@ -301,7 +327,14 @@ fn qwen_image(g: &QwenGeometry, width: u64, height: u64) -> Result<ImageLayout> 
 
 /// Moonshot's navit resize (layout.md §6): never upscales, truncates, then pads to F.
 /// Returns `(rw, rh, pw, ph)`.
-pub fn navit_resize(width: u64, height: u64, patch: u64, merge: u64, limit: u64, side_limit: u64) -> Result<(u64, u64, u64, u64)> {
+pub fn navit_resize(
+    width: u64,
+    height: u64,
+    patch: u64,
+    merge: u64,
+    limit: u64,
+    side_limit: u64,
+) -> Result<(u64, u64, u64, u64)> {
     check_size(width, height)?;
     let nw = ((width / patch) as f64).max(1.0);
     let nh = ((height / patch) as f64).max(1.0);
@@ -317,7 +350,8 @@ pub fn navit_resize(width: u64, height: u64, patch: u64, merge: u64, limit: u64,
 }
 
 fn kimi_image(g: &KimiGeometry, width: u64, height: u64) -> Result<ImageLayout> {
-    let (rw, rh, pw, ph) = navit_resize(width, height, g.patch_size, g.merge_kernel_size, g.in_patch_limit, g.patch_limit_on_one_side)?;
+    let (rw, rh, pw, ph) =
+        navit_resize(width, height, g.patch_size, g.merge_kernel_size, g.in_patch_limit, g.patch_limit_on_one_side)?;
     let f = g.patch_size * g.merge_kernel_size;
     Ok(ImageLayout {
         width,
@@ -349,15 +383,33 @@ pub(crate) mod tests {
     pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 
     pub fn qwen25() -> Knobs {
-        let g = QwenGeometry { patch_size: 14, merge_size: 2, temporal_patch_size: 2, min_pixels: 3136, max_pixels: 12845056 };
+        let g = QwenGeometry {
+            patch_size: 14,
+            merge_size: 2,
+            temporal_patch_size: 2,
+            min_pixels: 3136,
+            max_pixels: 12845056,
+        };
         Knobs::new(Geometry::Qwen(g), pixel(CLIP_MEAN, CLIP_STD)).unwrap()
     }
     pub fn qwen3() -> Knobs {
-        let g = QwenGeometry { patch_size: 16, merge_size: 2, temporal_patch_size: 2, min_pixels: 65536, max_pixels: 16777216 };
+        let g = QwenGeometry {
+            patch_size: 16,
+            merge_size: 2,
+            temporal_patch_size: 2,
+            min_pixels: 65536,
+            max_pixels: 16777216,
+        };
         Knobs::new(Geometry::Qwen(g), pixel([0.5; 3], [0.5; 3])).unwrap()
     }
     pub fn kimi() -> Knobs {
-        let g = KimiGeometry { patch_size: 14, merge_kernel_size: 2, in_patch_limit: 16384, patch_limit_on_one_side: 512, fixed_output_tokens: None };
+        let g = KimiGeometry {
+            patch_size: 14,
+            merge_kernel_size: 2,
+            in_patch_limit: 16384,
+            patch_limit_on_one_side: 512,
+            fixed_output_tokens: None,
+        };
         Knobs::new(Geometry::Kimi(g), pixel([0.5; 3], [0.5; 3])).unwrap()
     }
 
@@ -431,6 +483,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn rounding_helpers_match_std() {
+        let mut x = 0.0f64;
+        let mut vals = vec![0.0, 0.5, 1.5, 2.5, 2.4999999999999996, 3.5000000000000004, 4503599627370495.5];
+        for _ in 0..100_000 {
+            x = (x * 1.618033988749895 + 0.7310585786300049) % 70000.0;
+            vals.extend([x, x.floor() + 0.5, x.floor()]);
+        }
+        for v in vals {
+            assert_eq!(rhe_pos(v), v.round_ties_even() as u64, "{v}");
+            assert_eq!(floor_pos(v), v.floor() as u64, "{v}");
+            assert_eq!(ceil_pos(v), v.ceil() as u64, "{v}");
+        }
+    }
+
+    #[test]
     fn images_names_first_bad_row() {
         let k = qwen25();
         assert_eq!(k.images(&[1024, 1024, 70, 70]).unwrap(), vec![1036, 1036, 1, 74, 74, 1369, 56, 56, 1, 4, 4, 4]);
@@ -447,7 +514,13 @@ pub(crate) mod tests {
         assert!(Knobs::new(Geometry::Qwen(g), p).is_err());
         let g0 = QwenGeometry { min_pixels: 0, ..g };
         assert!(Knobs::new(Geometry::Qwen(g0), pixel([0.5; 3], [0.5; 3])).is_err());
-        let kg = KimiGeometry { patch_size: 14, merge_kernel_size: 2, in_patch_limit: 16384, patch_limit_on_one_side: 512, fixed_output_tokens: None };
+        let kg = KimiGeometry {
+            patch_size: 14,
+            merge_kernel_size: 2,
+            in_patch_limit: 16384,
+            patch_limit_on_one_side: 512,
+            fixed_output_tokens: None,
+        };
         assert!(Knobs::new(Geometry::Kimi(kg), pixel(CLIP_MEAN, CLIP_STD)).is_err());
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod error;
 pub mod floatfmt;
+pub mod header;
 pub mod layout;
+pub mod mem;
 pub mod video;
 
 pub use error::{Error, Result};

@@ -28,9 +28,15 @@ impl Element for u16 {
 }
 
 /// Packs into a new vector without zeroing it first (every element is written once).
-pub fn pack_to_vec<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, parallel: bool) -> Vec<T> {
+pub fn pack_to_vec<T: Element>(
+    job: &Job,
+    packing: Packing,
+    lut: &[[T; 256]; 3],
+    compat: ResizeCompat,
+    parallel: bool,
+) -> Vec<T> {
     let n = packing.len(job.resized_width, job.resized_height);
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::mem::with_capacity(n);
     pack_image(job, packing, lut, compat, &mut out.spare_capacity_mut()[..n], parallel);
     // SAFETY: `pack_image` initialised all `n` elements.
     unsafe { out.set_len(n) };
@@ -72,7 +78,9 @@ impl Packing {
     pub fn len(&self, w: usize, h: usize) -> usize {
         match *self {
             Packing::Qwen { patch, temporal, .. } => (h / patch) * (w / patch) * 3 * temporal * patch * patch,
-            Packing::Kimi { patch, padded_width, padded_height } => (padded_height / patch) * (padded_width / patch) * 3 * patch * patch,
+            Packing::Kimi { patch, padded_width, padded_height } => {
+                (padded_height / patch) * (padded_width / patch) * 3 * patch * patch
+            }
         }
     }
 }
@@ -90,7 +98,14 @@ pub struct Job<'a> {
 
 /// Resizes and packs one image into `out` (`packing.len(resized)` elements), writing every
 /// element: `out` may be uninitialised memory.
-pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], compat: ResizeCompat, out: &mut [MaybeUninit<T>], parallel: bool) {
+pub fn pack_image<T: Element>(
+    job: &Job,
+    packing: Packing,
+    lut: &[[T; 256]; 3],
+    compat: ResizeCompat,
+    out: &mut [MaybeUninit<T>],
+    parallel: bool,
+) {
     let (rw, rh) = (job.resized_width, job.resized_height);
     assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
     let rs = RowResizer::new(job.rgb, job.channels, true, (job.width, job.height), (rw, rh), compat, parallel);
@@ -106,8 +121,12 @@ pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], 
         buf.resize(band_rows * row_bytes, 0);
         rs.rows(y0, &mut buf[..rows * row_bytes]);
         match packing {
-            Packing::Qwen { patch, merge, temporal } if ch == 4 => pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, lut, chunk, scratch),
-            Packing::Qwen { patch, merge, temporal } => pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, lut, chunk, scratch),
+            Packing::Qwen { patch, merge, temporal } if ch == 4 => {
+                pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, lut, chunk, scratch)
+            }
+            Packing::Qwen { patch, merge, temporal } => {
+                pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, lut, chunk, scratch)
+            }
             Packing::Kimi { patch, .. } => pack_kimi_band(&buf[..rows * row_bytes], rw, ch, patch, lut, chunk),
         }
         store_fence();
@@ -123,7 +142,16 @@ pub fn pack_image<T: Element>(job: &Job, packing: Packing, lut: &[[T; 256]; 3], 
 /// One merge-block row: `band` holds `merge·patch` rows of width `w` with `CH` channels.
 /// Each output row is assembled in `scratch` (L1) and streamed out (see `stream_store`).
 #[allow(clippy::too_many_arguments)]
-fn pack_qwen_band<T: Element, const CH: usize>(band: &[u8], w: usize, p: usize, m: usize, temporal: usize, lut: &[[T; 256]; 3], chunk: &mut [MaybeUninit<T>], scratch: &mut Vec<T>) {
+fn pack_qwen_band<T: Element, const CH: usize>(
+    band: &[u8],
+    w: usize,
+    p: usize,
+    m: usize,
+    temporal: usize,
+    lut: &[[T; 256]; 3],
+    chunk: &mut [MaybeUninit<T>],
+    scratch: &mut Vec<T>,
+) {
     let pp = p * p;
     let plane = temporal * pp;
     let row_len = 3 * plane;
@@ -192,7 +220,14 @@ fn store_fence() {
 
 /// One patch row: `band` holds up to `patch` rows of width `w` with `ch` channels (fewer at
 /// the bottom edge); everything outside it is zero padding, normalised like a 0 byte.
-fn pack_kimi_band<T: Element>(band: &[u8], w: usize, ch: usize, p: usize, lut: &[[T; 256]; 3], chunk: &mut [MaybeUninit<T>]) {
+fn pack_kimi_band<T: Element>(
+    band: &[u8],
+    w: usize,
+    ch: usize,
+    p: usize,
+    lut: &[[T; 256]; 3],
+    chunk: &mut [MaybeUninit<T>],
+) {
     let stride = w * ch;
     let rows = band.len() / stride.max(1);
     for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
@@ -237,7 +272,8 @@ mod tests {
                                 for y in 0..p {
                                     for x in 0..p {
                                         let k = ((c * t + tt) * p + y) * p + x;
-                                        out[r * row_len + k] = l[c][img[((pr * p + y) * w + pc * p + x) * 3 + c] as usize];
+                                        out[r * row_len + k] =
+                                            l[c][img[((pr * p + y) * w + pc * p + x) * 3 + c] as usize];
                                     }
                                 }
                             }
@@ -258,6 +294,19 @@ mod tests {
             let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
             let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
             assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
+        }
+    }
+
+    #[test]
+    fn kimi_padding_bands_below_a_resized_image() {
+        // 30×9 resized to 20×5 (both passes), padded to 28×28: bands past row 5 are all padding.
+        let img: Vec<u8> = (0..30 * 9 * 3).map(|v| (v * 13 % 256) as u8).collect();
+        let packing = Packing::Kimi { patch: 14, padded_width: 28, padded_height: 28 };
+        let job = Job { rgb: &img, channels: 3, width: 30, height: 9, resized_width: 20, resized_height: 5 };
+        for parallel in [false, true] {
+            let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
+            assert_eq!(out.len(), 4 * 3 * 14 * 14);
+            assert!(out[2 * 3 * 196..].iter().all(|&v| v == -1.0), "second patch row is padding");
         }
     }
 

@@ -43,8 +43,16 @@ pub struct PixelValues<T> {
 impl Knobs {
     pub fn packing(&self, l: &ImageLayout) -> Packing {
         match self.geometry {
-            Geometry::Qwen(g) => Packing::Qwen { patch: g.patch_size as usize, merge: g.merge_size as usize, temporal: g.temporal_patch_size as usize },
-            Geometry::Kimi(g) => Packing::Kimi { patch: g.patch_size as usize, padded_width: l.padded_width as usize, padded_height: l.padded_height as usize },
+            Geometry::Qwen(g) => Packing::Qwen {
+                patch: g.patch_size as usize,
+                merge: g.merge_size as usize,
+                temporal: g.temporal_patch_size as usize,
+            },
+            Geometry::Kimi(g) => Packing::Kimi {
+                patch: g.patch_size as usize,
+                padded_width: l.padded_width as usize,
+                padded_height: l.padded_height as usize,
+            },
         }
     }
 
@@ -67,9 +75,10 @@ impl Knobs {
                 self.image(im.width as u64, im.height as u64)
             })
             .collect::<Result<Vec<_>>>()?;
-        let lens: Vec<usize> = layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
+        let lens: Vec<usize> =
+            layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
         let total: usize = lens.iter().sum();
-        let mut values = Vec::with_capacity(total);
+        let mut values = crate::mem::with_capacity(total);
         let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
         let parallel = threads != Some(1);
         let run = |values: &mut [std::mem::MaybeUninit<T>]| {
@@ -82,7 +91,14 @@ impl Knobs {
             }
             let one = |(im, (l, out)): (&Decoded, (&ImageLayout, &mut [std::mem::MaybeUninit<T>]))| {
                 let (rgb, channels) = to_rgb(im.data, im.channels, im.alpha, self.pixel.alpha_policy);
-                let job = Job { rgb: &rgb, channels, width: im.width, height: im.height, resized_width: l.resized_width as usize, resized_height: l.resized_height as usize };
+                let job = Job {
+                    rgb: &rgb,
+                    channels,
+                    width: im.width,
+                    height: im.height,
+                    resized_width: l.resized_width as usize,
+                    resized_height: l.resized_height as usize,
+                };
                 pack_image(&job, self.packing(l), &lut, self.pixel.resize_compat, out, parallel);
             };
             if parallel {

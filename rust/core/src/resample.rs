@@ -87,7 +87,15 @@ const ROWS: usize = 8;
 /// `dst` rows of `w_out · C` bytes at `dst_stride`. Pixels keep their first `C` of `CIN`
 /// bytes (RGBX → RGB costs nothing here). `RC = ROWS · C`.
 #[inline(always)]
-fn horizontal_block_impl<const CIN: usize, const C: usize, const RC: usize>(src: &[u8], src_stride: usize, rows: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, (tbuf, obuf): &mut (Vec<u8>, Vec<u8>)) {
+fn horizontal_block_impl<const CIN: usize, const C: usize, const RC: usize>(
+    src: &[u8],
+    src_stride: usize,
+    rows: usize,
+    dst: &mut [u8],
+    dst_stride: usize,
+    co: &Coeffs,
+    (tbuf, obuf): &mut (Vec<u8>, Vec<u8>),
+) {
     let w_in = src_stride / CIN;
     // Scratch is reused without zeroing: lanes of missing rows are computed but never stored.
     if tbuf.len() < w_in * RC {
@@ -174,7 +182,16 @@ multiversion!(
 
 /// Horizontal pass over any number of rows, in blocks of `ROWS`.
 #[allow(clippy::too_many_arguments)]
-fn horizontal_rows(in_channels: usize, channels: usize, src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize, co: &Coeffs, scratch: &mut (Vec<u8>, Vec<u8>)) {
+fn horizontal_rows(
+    in_channels: usize,
+    channels: usize,
+    src: &[u8],
+    src_stride: usize,
+    dst: &mut [u8],
+    dst_stride: usize,
+    co: &Coeffs,
+    scratch: &mut (Vec<u8>, Vec<u8>),
+) {
     let n = dst.len() / dst_stride;
     for b in (0..n).step_by(ROWS) {
         let rows = ROWS.min(n - b);
@@ -225,7 +242,15 @@ impl<'a> RowResizer<'a> {
     /// output may have 3 channels: see `channels()`. The first pass (if two are needed) runs
     /// here, split over rows with rayon when `parallel`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(src: &'a [u8], channels: usize, drop_fourth: bool, (w_in, h_in): (usize, usize), (w_out, h_out): (usize, usize), compat: ResizeCompat, parallel: bool) -> Self {
+    pub fn new(
+        src: &'a [u8],
+        channels: usize,
+        drop_fourth: bool,
+        (w_in, h_in): (usize, usize),
+        (w_out, h_out): (usize, usize),
+        compat: ResizeCompat,
+        parallel: bool,
+    ) -> Self {
         assert!((1..=4).contains(&channels) && src.len() == w_in * h_in * channels);
         let narrow = if drop_fourth && channels == 4 { 3 } else { channels };
         let plan = |base: Cow<'a, [u8]>, in_channels, base_width, pass, out: (usize, usize)| {
@@ -261,13 +286,25 @@ impl<'a> RowResizer<'a> {
 
     /// Writes output rows `y0..y0 + dst.len() / row_bytes` into `dst`.
     pub fn rows(&self, y0: usize, dst: &mut [u8]) {
+        if dst.is_empty() {
+            return;
+        }
         let rb = self.row_bytes();
         let src_stride = self.base_width * self.in_channels;
         match &self.pass {
             Pass::Copy => dst.copy_from_slice(&self.base[y0 * rb..y0 * rb + dst.len()]),
             Pass::Horizontal(co) => {
                 let mut scratch = Default::default();
-                horizontal_rows(self.in_channels, self.channels, &self.base[y0 * src_stride..], src_stride, dst, rb, co, &mut scratch);
+                horizontal_rows(
+                    self.in_channels,
+                    self.channels,
+                    &self.base[y0 * src_stride..],
+                    src_stride,
+                    dst,
+                    rb,
+                    co,
+                    &mut scratch,
+                );
             }
             Pass::Vertical(co) => {
                 let mut acc = Vec::new();
@@ -281,7 +318,7 @@ impl<'a> RowResizer<'a> {
     /// The whole resized image.
     pub fn materialize(&self, parallel: bool) -> Vec<u8> {
         let rb = self.row_bytes();
-        let mut out = vec![0u8; rb * self.out_height];
+        let mut out = crate::mem::zeroed(rb * self.out_height);
         if parallel {
             use rayon::prelude::*;
             // Bands of rows amortise the per-task cost and keep the accumulator warm.
@@ -295,7 +332,14 @@ impl<'a> RowResizer<'a> {
 }
 
 /// Resizes a whole `w_in`×`h_in`×`channels` u8 image like Pillow's `Image.resize(BICUBIC)`.
-pub fn resize_bicubic(src: &[u8], channels: usize, size_in: (usize, usize), size_out: (usize, usize), compat: ResizeCompat, parallel: bool) -> Vec<u8> {
+pub fn resize_bicubic(
+    src: &[u8],
+    channels: usize,
+    size_in: (usize, usize),
+    size_out: (usize, usize),
+    compat: ResizeCompat,
+    parallel: bool,
+) -> Vec<u8> {
     RowResizer::new(src, channels, false, size_in, size_out, compat, parallel).materialize(parallel)
 }
 

@@ -1,7 +1,9 @@
 //! Video layout: frame sampling, temporal grouping, prompt text (layout.md §7).
 
 use crate::error::{layout, Result};
-use crate::layout::{bounded_resize, check_ratio, check_size, navit_resize, smart_resize, KimiGeometry, QwenGeometry};
+use crate::layout::{
+    bounded_resize, check_ratio, check_size, navit_resize, rhe_pos, smart_resize, KimiGeometry, QwenGeometry,
+};
 
 pub const QWEN_VISION_START: &str = "<|vision_start|>";
 pub const QWEN_VISION_END: &str = "<|vision_end|>";
@@ -100,7 +102,9 @@ fn qwen_sample(k: &QwenVideoKnobs, total: u64, src_fps: f64, temporal: u64) -> R
     match k.style {
         QwenVideoStyle::Qwen3 => {
             let n = match k.fps {
-                Some(fps) => ((total as f64 / src_fps * fps).trunc() as u64).max(k.min_frames).min(k.max_frames).min(total),
+                Some(fps) => {
+                    ((total as f64 / src_fps * fps).trunc() as u64).max(k.min_frames).min(k.max_frames).min(total)
+                }
                 None => total.max(k.min_frames).min(k.max_frames),
             };
             if n == 0 || n > total {
@@ -124,7 +128,14 @@ fn qwen_sample(k: &QwenVideoKnobs, total: u64, src_fps: f64, temporal: u64) -> R
 }
 
 /// Qwen video layout for `total` source frames of `width`×`height`.
-pub fn qwen_video(g: &QwenGeometry, k: &QwenVideoKnobs, total: u64, width: u64, height: u64, src_fps: f64) -> Result<VideoLayout> {
+pub fn qwen_video(
+    g: &QwenGeometry,
+    k: &QwenVideoKnobs,
+    total: u64,
+    width: u64,
+    height: u64,
+    src_fps: f64,
+) -> Result<VideoLayout> {
     check_fps(src_fps)?;
     if total == 0 {
         return layout("a video needs at least one frame");
@@ -135,14 +146,17 @@ pub fn qwen_video(g: &QwenGeometry, k: &QwenVideoKnobs, total: u64, width: u64, 
     let idx = qwen_sample(k, total, src_fps, tp)?;
     let t = idx.len() as u64;
     let (rh, rw) = match k.style {
-        QwenVideoStyle::Qwen2 | QwenVideoStyle::Qwen25 => smart_resize(height, width, factor, k.min_pixels, k.max_pixels)?,
+        QwenVideoStyle::Qwen2 | QwenVideoStyle::Qwen25 => {
+            smart_resize(height, width, factor, k.min_pixels, k.max_pixels)?
+        }
         QwenVideoStyle::Qwen3 => {
             if t < tp {
                 return layout(format!("t:{t} must be larger than temporal_factor:{tp}"));
             }
             let mut max_px = k.max_pixels;
             if k.cap_pixels_per_frame {
-                let ppf = (768 * factor * factor).min(k.max_pixels / t).max((k.min_pixels as f64 * 1.05).trunc() as u64);
+                let ppf =
+                    (768 * factor * factor).min(k.max_pixels / t).max((k.min_pixels as f64 * 1.05).trunc() as u64);
                 max_px = ppf * t;
             }
             let (mut h, mut w) = (height, width);
@@ -152,7 +166,7 @@ pub fn qwen_video(g: &QwenGeometry, k: &QwenVideoKnobs, total: u64, width: u64, 
                 w = (w as f64 * s).trunc() as u64;
             }
             check_ratio(h, w)?;
-            let t_bar = tp * (t as f64 / tp as f64).round_ties_even() as u64;
+            let t_bar = tp * rhe_pos(t as f64 / tp as f64);
             bounded_resize(h, w, factor, t, t_bar, k.min_pixels, max_px)
         }
     };
@@ -182,7 +196,8 @@ pub fn qwen_video(g: &QwenGeometry, k: &QwenVideoKnobs, total: u64, width: u64, 
         }
         _ => block(num_tokens),
     };
-    let second_per_grid_ts = (k.style == QwenVideoStyle::Qwen25).then(|| tp as f64 / (src_fps * t as f64 / total as f64));
+    let second_per_grid_ts =
+        (k.style == QwenVideoStyle::Qwen25).then(|| tp as f64 / (src_fps * t as f64 / total as f64));
     Ok(VideoLayout {
         frame_indices: idx,
         resized_width: rw,
@@ -203,18 +218,35 @@ pub fn kimi_timestamp(t: f64) -> String {
 }
 
 /// Kimi K2.5 video chunks, following Moonshot's original processor.
-pub fn kimi_video(g: &KimiGeometry, k: &KimiVideoKnobs, total: u64, width: u64, height: u64, src_fps: f64) -> Result<VideoLayout> {
+pub fn kimi_video(
+    g: &KimiGeometry,
+    k: &KimiVideoKnobs,
+    total: u64,
+    width: u64,
+    height: u64,
+    src_fps: f64,
+) -> Result<VideoLayout> {
     check_fps(src_fps)?;
     if total == 0 {
         return layout("a video needs at least one frame");
     }
-    if !(k.sample_fps.is_finite() && k.sample_fps > 0.0) || k.temporal_merge_kernel_size == 0 || k.in_patch_limit_each_frame == 0 {
+    if !(k.sample_fps.is_finite() && k.sample_fps > 0.0)
+        || k.temporal_merge_kernel_size == 0
+        || k.in_patch_limit_each_frame == 0
+    {
         return layout("invalid kimi video knobs");
     }
     let fps_s = k.sample_fps.min(src_fps);
     let n = ((total as f64 * fps_s / src_fps).round_ties_even() as u64).max(1);
     let idx = linspace_indices(total, n);
-    let (rw, rh, pw, ph) = navit_resize(width, height, g.patch_size, g.merge_kernel_size, k.in_patch_limit_each_frame, g.patch_limit_on_one_side)?;
+    let (rw, rh, pw, ph) = navit_resize(
+        width,
+        height,
+        g.patch_size,
+        g.merge_kernel_size,
+        k.in_patch_limit_each_frame,
+        g.patch_limit_on_one_side,
+    )?;
     let f = g.patch_size * g.merge_kernel_size;
     let tokens = (ph / f) * (pw / f);
     let mut text = String::new();
@@ -226,7 +258,12 @@ pub fn kimi_video(g: &KimiGeometry, k: &KimiVideoKnobs, total: u64, width: u64, 
                 "{timestamp}{KIMI_MEDIA_BEGIN}video{KIMI_MEDIA_CONTENT}{}{KIMI_MEDIA_END}",
                 KIMI_MEDIA_PAD.repeat(tokens as usize)
             ));
-            KimiChunk { frame_indices: c.to_vec(), timestamp, grid_thw: [c.len() as u64, ph / g.patch_size, pw / g.patch_size], num_tokens: tokens }
+            KimiChunk {
+                frame_indices: c.to_vec(),
+                timestamp,
+                grid_thw: [c.len() as u64, ph / g.patch_size, pw / g.patch_size],
+                num_tokens: tokens,
+            }
         })
         .collect();
     Ok(VideoLayout {
@@ -281,7 +318,10 @@ mod tests {
     #[test]
     fn qwen2_examples() {
         let v = qwen_video(&q2(), &q2v(QwenVideoStyle::Qwen2), 16, 1920, 1080, 24.0).unwrap();
-        assert_eq!((v.resized_width, v.resized_height, v.grid_thw, v.num_tokens), (1932, 1092, Some([8, 78, 138]), 21528));
+        assert_eq!(
+            (v.resized_width, v.resized_height, v.grid_thw, v.num_tokens),
+            (1932, 1092, Some([8, 78, 138]), 21528)
+        );
         let v = qwen_video(&q2(), &q2v(QwenVideoStyle::Qwen25), 5, 640, 480, 24.0).unwrap();
         assert_eq!((v.resized_width, v.resized_height, v.grid_thw, v.num_tokens), (644, 476, Some([3, 34, 46]), 1173));
         assert_eq!(v.second_per_grid_ts, Some(2.0 / 24.0));
@@ -310,7 +350,11 @@ mod tests {
         for (t, w, h, rw, rh, grid, tokens) in cases {
             let v = qwen_video(&q3(), &k, t, w, h, 2.0).unwrap();
             assert_eq!(v.frame_indices.len() as u64, t);
-            assert_eq!((v.resized_width, v.resized_height, v.grid_thw, v.num_tokens), (rw, rh, Some(grid), tokens), "{t} {w}x{h}");
+            assert_eq!(
+                (v.resized_width, v.resized_height, v.grid_thw, v.num_tokens),
+                (rw, rh, Some(grid), tokens),
+                "{t} {w}x{h}"
+            );
         }
         let mut one = k;
         one.do_sample_frames = false;
@@ -340,7 +384,13 @@ mod tests {
 
     #[test]
     fn kimi_chunks() {
-        let g = KimiGeometry { patch_size: 14, merge_kernel_size: 2, in_patch_limit: 16384, patch_limit_on_one_side: 512, fixed_output_tokens: None };
+        let g = KimiGeometry {
+            patch_size: 14,
+            merge_kernel_size: 2,
+            in_patch_limit: 16384,
+            patch_limit_on_one_side: 512,
+            fixed_output_tokens: None,
+        };
         let k = KimiVideoKnobs { in_patch_limit_each_frame: 4096, sample_fps: 2.0, temporal_merge_kernel_size: 4 };
         let v = kimi_video(&g, &k, 300, 1920, 1080, 30.0).unwrap();
         assert_eq!(v.frame_indices.len(), 20);

@@ -53,7 +53,14 @@ fn bad(msg: &str) -> PyErr {
 
 impl<'py> PillowImage<'py> {
     pub fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
-        let (schema, array, width, height, channels, alpha): (Bound<'py, PyCapsule>, Bound<'py, PyCapsule>, usize, usize, usize, bool) = obj.extract()?;
+        let (schema, array, width, height, channels, alpha): (
+            Bound<'py, PyCapsule>,
+            Bound<'py, PyCapsule>,
+            usize,
+            usize,
+            usize,
+            bool,
+        ) = obj.extract()?;
         let sp = schema.pointer_checked(Some(c"arrow_schema"))?.as_ptr() as *const ArrowSchema;
         let ap = array.pointer_checked(Some(c"arrow_array"))?.as_ptr() as *const ArrowArray;
         // SAFETY: the capsules hold valid Arrow C structs (checked by name above) that stay
@@ -70,7 +77,13 @@ impl<'py> PillowImage<'py> {
             }
             let leaf = match (format, channels) {
                 (b"C", 1) => a,
-                (b"+w:4", 4) if a.n_children == 1 && s.n_children == 1 && CStr::from_ptr((**s.children).format).to_bytes() == b"C" => &**a.children,
+                (b"+w:4", 4)
+                    if a.n_children == 1
+                        && s.n_children == 1
+                        && CStr::from_ptr((**s.children).format).to_bytes() == b"C" =>
+                {
+                    &**a.children
+                }
                 _ => return Err(bad("format")),
             };
             if leaf.n_buffers != 2 || leaf.offset != 0 || leaf.length as usize != n * channels {

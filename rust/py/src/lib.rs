@@ -7,7 +7,9 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUnty
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use rawmm_core::layout::{self as core_layout, AlphaPolicy, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat};
+use rawmm_core::layout::{
+    self as core_layout, AlphaPolicy, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat,
+};
 use rawmm_core::pipeline::Decoded;
 use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
 use rawmm_core::Error;
@@ -21,7 +23,9 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
             Error::Decode(m) => ("ImageDecodeError", PyTuple::new(py, [m.as_str()])?),
             Error::Limit(m) => ("LimitExceededError", PyTuple::new(py, [m.as_str()])?),
             Error::RefFormat(m) => ("RefFormatError", PyTuple::new(py, [m.as_str()])?),
-            Error::Integrity { expected, actual } => ("IntegrityError", PyTuple::new(py, [e.to_string(), expected.clone(), actual.clone()])?),
+            Error::Integrity { expected, actual } => {
+                ("IntegrityError", PyTuple::new(py, [e.to_string(), expected.clone(), actual.clone()])?)
+            }
             Error::Io(m) => return Ok(pyo3::exceptions::PyOSError::new_err(m.clone())),
         };
         Ok(PyErr::from_value(errors.getattr(class)?.call1(args)?))
@@ -94,7 +98,17 @@ impl ImageLayout {
     fn __hash__(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.width, self.height, self.resized_width, self.resized_height, self.padded_width, self.padded_height, self.grid_thw, self.num_tokens).hash(&mut h);
+        (
+            self.width,
+            self.height,
+            self.resized_width,
+            self.resized_height,
+            self.padded_width,
+            self.padded_height,
+            self.grid_thw,
+            self.num_tokens,
+        )
+            .hash(&mut h);
         h.finish()
     }
 }
@@ -235,7 +249,15 @@ impl LayoutCore {
             cap_pixels_per_frame,
             replace_triple,
         };
-        let v = video::qwen_video(&g, &k, positive(py, "num_frames", num_frames)?, positive(py, "width", width)?, positive(py, "height", height)?, fps).py_err(py)?;
+        let v = video::qwen_video(
+            &g,
+            &k,
+            positive(py, "num_frames", num_frames)?,
+            positive(py, "width", width)?,
+            positive(py, "height", height)?,
+            fps,
+        )
+        .py_err(py)?;
         video_dict(py, v)
     }
 
@@ -260,7 +282,15 @@ impl LayoutCore {
             sample_fps,
             temporal_merge_kernel_size: positive(py, "temporal_merge_kernel_size", temporal_merge_kernel_size)?,
         };
-        let v = video::kimi_video(&g, &k, positive(py, "num_frames", num_frames)?, positive(py, "width", width)?, positive(py, "height", height)?, fps).py_err(py)?;
+        let v = video::kimi_video(
+            &g,
+            &k,
+            positive(py, "num_frames", num_frames)?,
+            positive(py, "width", width)?,
+            positive(py, "height", height)?,
+            fps,
+        )
+        .py_err(py)?;
         video_dict(py, v)
     }
 
@@ -268,7 +298,13 @@ impl LayoutCore {
     /// alpha), or `arrow.PillowImage` views of a PIL image's own buffer. Returns
     /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`.
     #[pyo3(signature = (images, *, bfloat16=false, threads=None))]
-    fn pixel_values<'py>(&self, py: Python<'py>, images: Vec<Bound<'py, PyAny>>, bfloat16: bool, threads: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    fn pixel_values<'py>(
+        &self,
+        py: Python<'py>,
+        images: Vec<Bound<'py, PyAny>>,
+        bfloat16: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         if threads == Some(0) {
             return Err(PyValueError::new_err("threads must be >= 1 or None"));
         }
@@ -332,7 +368,11 @@ fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDic
     d.set_item("resized_width", v.resized_width)?;
     d.set_item("resized_height", v.resized_height)?;
     d.set_item("grid_thw", v.grid_thw.map(|g| (g[0], g[1], g[2])))?;
-    let chunks: Vec<_> = v.chunks.into_iter().map(|c| (c.frame_indices, c.timestamp, (c.grid_thw[0], c.grid_thw[1], c.grid_thw[2]), c.num_tokens)).collect();
+    let chunks: Vec<_> = v
+        .chunks
+        .into_iter()
+        .map(|c| (c.frame_indices, c.timestamp, (c.grid_thw[0], c.grid_thw[1], c.grid_thw[2]), c.num_tokens))
+        .collect();
     d.set_item("chunks", chunks)?;
     d.set_item("num_tokens", v.num_tokens)?;
     d.set_item("placeholder_text", v.placeholder_text)?;
@@ -343,15 +383,26 @@ fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDic
 /// Pillow-exact BICUBIC on a C-contiguous uint8 (H, W, C) array.
 #[pyfunction]
 #[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None))]
-fn resize_bicubic<'py>(py: Python<'py>, array: PyReadonlyArray3<'py, u8>, width: i64, height: i64, resize_compat: &str, threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+fn resize_bicubic<'py>(
+    py: Python<'py>,
+    array: PyReadonlyArray3<'py, u8>,
+    width: i64,
+    height: i64,
+    resize_compat: &str,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
     let compat = ResizeCompat::parse(resize_compat).py_err(py)?;
     let (w_out, h_out) = (positive(py, "width", width)? as usize, positive(py, "height", height)? as usize);
     let s = array.shape().to_vec();
     if !(1..=4).contains(&s[2]) || s[0] == 0 || s[1] == 0 {
-        return Err(to_py(py, Error::Decode(format!("expected a non-empty (H, W, C) uint8 array with C in 1..4, got shape {s:?}"))));
+        return Err(to_py(
+            py,
+            Error::Decode(format!("expected a non-empty (H, W, C) uint8 array with C in 1..4, got shape {s:?}")),
+        ));
     }
     let data = array.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let work = || rawmm_core::resample::resize_bicubic(data, s[2], (s[1], s[0]), (w_out, h_out), compat, threads != Some(1));
+    let work =
+        || rawmm_core::resample::resize_bicubic(data, s[2], (s[1], s[0]), (w_out, h_out), compat, threads != Some(1));
     let out = match threads {
         Some(n) if n > 1 => {
             let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
@@ -362,8 +413,16 @@ fn resize_bicubic<'py>(py: Python<'py>, array: PyReadonlyArray3<'py, u8>, width:
     Ok(PyArray1::from_vec(py, out).reshape([h_out, w_out, s[2]])?.into_any())
 }
 
+/// Image header without decoding: `(extension, width, height, orientation)`.
+#[pyfunction]
+fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64, u8)> {
+    let h = rawmm_core::header::read(data).py_err(py)?;
+    Ok((h.format.extension(), h.width, h.height, h.orientation))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_header, m)?)?;
     m.add_class::<LayoutCore>()?;
     m.add_class::<ImageLayout>()?;
     m.add_function(wrap_pyfunction!(resize_bicubic, m)?)?;

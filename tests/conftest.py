@@ -1,0 +1,67 @@
+"""Shared fixtures: the reference implementations rawmm must equal, and golden data."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# A bounded default profile keeps `make test` within minutes; RAWMM_HYPOTHESIS=thorough digs deeper.
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("RAWMM_HYPOTHESIS", "default"))
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+GOLDEN = Path(__file__).parent / "golden"
+QWEN_PRESETS = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
+
+
+def golden(name: str) -> Any:
+    """Golden data: `../shared/golden` when present (the source of truth), else the copy here."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "golden" / name
+    return json.loads((shared if shared.is_file() else GOLDEN / name).read_text())
+
+
+def reference_function(module: Any, name: str, **namespace: Any) -> Callable[..., Any]:
+    """Compiles one top-level function from a reference module's own source, for modules that
+    import torch at the top (transformers' video processors) and so cannot be imported here."""
+    source = inspect.getsource(module) if not isinstance(module, str) else Path(module).read_text()
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    ns: dict[str, Any] = {"math": math, **namespace}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), f"<reference {name}>", "exec"), ns)
+    return ns[name]  # type: ignore[no-any-return]
+
+
+def qwen_reference(layout: Any) -> Any:
+    """transformers 5.24 `Qwen2VLImageProcessorPil` configured like `layout`."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    k = layout.knobs
+    return Qwen2VLImageProcessorPil(
+        patch_size=k["patch_size"],
+        merge_size=k["merge_size"],
+        temporal_patch_size=k["temporal_patch_size"],
+        min_pixels=k["min_pixels"],
+        max_pixels=k["max_pixels"],
+        image_mean=k["image_mean"],
+        image_std=k["image_std"],
+    )
+
+
+@pytest.fixture(scope="session")
+def kimi_golden() -> Any:
+    return golden("kimi_k25_image_layout.json")
