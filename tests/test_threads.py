@@ -10,8 +10,10 @@ import numpy as np
 from rawmm import Layout, resize_bicubic
 
 
-def longest_gap_while(work) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Runs `work` in a thread; returns (its duration, the longest stall of this thread)."""
+def progress_while(work) -> float:  # type: ignore[no-untyped-def]
+    """Runs `work` in a thread while this thread spins; returns the fraction of the time this
+    thread kept running. Stalls over 20 ms count as lost: if the Rust work held the GIL, this
+    thread would be blocked for nearly the whole run (a fraction near 0)."""
     done = threading.Event()
     spent: list[float] = []
 
@@ -23,29 +25,27 @@ def longest_gap_while(work) -> tuple[float, float]:  # type: ignore[no-untyped-d
 
     t = threading.Thread(target=run)
     last = time.perf_counter()
-    gap = 0.0
+    stalled = 0.0
     t.start()
     while not done.is_set():
         now = time.perf_counter()
-        gap = max(gap, now - last)
+        if now - last > 0.02:
+            stalled += now - last
         last = now
     t.join()
-    return spent[0], gap
+    return 1 - stalled / spent[0]
 
 
 def test_pixel_values_releases_the_gil() -> None:
     layout = Layout.preset("qwen2_5_vl")
     img = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
     layout.pixel_values(img, threads=1)  # warm up
-    duration, gap = longest_gap_while(lambda: [layout.pixel_values(img, threads=1) for _ in range(3)])
-    # Holding the GIL for a whole call would stall this thread for at least one call.
-    assert gap < duration / 3 / 2, (duration, gap)
+    assert progress_while(lambda: [layout.pixel_values(img, threads=1) for _ in range(4)]) > 0.5
 
 
 def test_resize_releases_the_gil() -> None:
     img = np.random.default_rng(1).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
-    duration, gap = longest_gap_while(lambda: [resize_bicubic(img, 2100, 1900, threads=1) for _ in range(3)])
-    assert gap < duration / 3 / 2, (duration, gap)
+    assert progress_while(lambda: [resize_bicubic(img, 2100, 1900, threads=1) for _ in range(4)]) > 0.5
 
 
 def test_two_threads_pack_concurrently() -> None:
