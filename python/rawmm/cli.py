@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import click
+
+from .errors import RawmmError
+
+
+def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
+    """--store DIR, else AssetStore.from_env(), else a temporary store."""
+    from .store import AssetStore
+
+    roots = [*extra_roots]
+    if store_dir:
+        base = AssetStore(store_dir)
+        return AssetStore(store_dir, allowed_roots=[*roots, str(base.images_dir)])
+    try:
+        base = AssetStore.from_env()
+    except RawmmError:
+        base = AssetStore(tempfile.mkdtemp(prefix="rawmm-store-"), run_id="explicit")
+        click.echo(f"using a temporary store: {base.images_dir}", err=True)
+    return AssetStore(
+        base.images_dir, images_subdir="", allowed_roots=[*roots, str(base.images_dir)], run_id=base.run_id
+    )
 
 
 @click.group()
@@ -14,8 +39,92 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--model", required=True, help="preset name, e.g. qwen3_vl")
+@click.option("--store", "store_dir", default=None, help="run directory of the asset store")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def describe(model: str, store_dir: str | None, files: tuple[str, ...]) -> None:
+    """One JSON line of Descriptor fields per file (header read and hash only)."""
+    from tqdm import tqdm
+
+    from .adapters import adapter_for
+    from .layout import Layout
+
+    adapter = adapter_for(Layout.preset(model))
+    store = _store(store_dir, sorted({str(Path(f).resolve().parent) for f in files}))
+    failed = 0
+    bar = tqdm(files, unit="img", disable=not sys.stderr.isatty() or len(files) < 2, file=sys.stderr)
+    for f in bar:
+        try:
+            d = adapter.describe(f, store=store)
+        except RawmmError as e:
+            failed += 1
+            click.echo(json.dumps({"file": f, "error": type(e).__name__, "message": str(e)}))
+            continue
+        click.echo(json.dumps({"file": f, **d.to_dict(), "ref": adapter.ref(d).to_string()}))
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--model", required=True)
+@click.option("--store", "store_dir", default=None)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+def materialize(ref: str, model: str, store_dir: str | None, output: str) -> None:
+    """Verify and materialize one ref into an .npz holding the processor dict's keys."""
+    import numpy as np
+
+    from .adapters import adapter_for
+    from .layout import Layout
+    from .store import AssetStore
+
+    store = AssetStore(store_dir) if store_dir else AssetStore.from_env()
+    out = adapter_for(Layout.preset(model)).materialize(ref, store=store)
+    np.savez(output, **out.as_hf_dict())
+    click.echo(
+        json.dumps({"output": output, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
+    )
+
+
+@main.group()
+def store() -> None:
+    """Put files into an asset store, or verify one."""
+
+
+@store.command("put")
+@click.option("--store", "store_dir", required=True)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def store_put(store_dir: str, files: tuple[str, ...]) -> None:
+    from .store import AssetStore
+
+    base = AssetStore(store_dir)
+    s = AssetStore(
+        store_dir, allowed_roots=[str(Path(f).resolve().parent) for f in files] + [str(base.images_dir)]
+    )
+    for f in files:
+        a = s.put(f)
+        click.echo(
+            json.dumps(
+                {"file": f, "asset_id": a.asset_id, "mm_hash": a.mm_hash, "size": a.size, "uri": a.uri}
+            )
+        )
+
+
+@store.command("verify")
+@click.option("--store", "store_dir", required=True)
+def store_verify(store_dir: str) -> None:
+    from .store import AssetStore
+
+    problems = AssetStore(store_dir).verify()
+    for p in problems:
+        click.echo(p)
+    click.echo(f"{len(problems)} problem(s)", err=True)
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
 def demo() -> None:
-    """Layouts and pixel_values for the bundled sample images, with a parity column."""
+    """Store, describe, ref and materialize the bundled images; a parity column when
+    transformers is installed."""
     from .demo import run
 
     rows = run(click.echo)
@@ -24,5 +133,15 @@ def demo() -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--repeat", default=7, show_default=True)
+def bench(repeat: int) -> None:
+    """Speed against the reference, as ratios (the full tables: `make bench`)."""
+    from .demo import bench as run_bench
+
+    run_bench(click.echo, repeat=repeat)
+
+
 if __name__ == "__main__":
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     main()

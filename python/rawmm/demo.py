@@ -1,8 +1,16 @@
-"""The README's main job: layouts and pixel_values for the bundled sample images, per family,
-with a bit-exact parity column against transformers when it is installed."""
+"""The README's main job: the raw-ref round trip on the bundled sample images.
+
+For each image and model family: store the bytes, describe them (header and hash only), build
+the `mmraw:v2` ref, parse it back and materialize `pixel_values`; print grid, tokens, the time
+of each stage and, when transformers is installed, whether the result is bit-identical to the
+reference processor on the same decoded image.
+"""
 
 from __future__ import annotations
 
+import os
+import statistics
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -10,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .adapters import adapter_for
 from .layout import Layout
 from .pixels import decode
+from .refs import RawMMRef
+from .store import AssetStore
 
 PRESETS = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "kimi_k25"]
 
@@ -21,43 +32,61 @@ def sample_paths() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith((".png", ".jpg")))
 
 
-def _reference(layout: Layout) -> Any:
+def reference(layout: Layout) -> Any:
     """transformers' PIL processor configured like `layout`, or None without transformers."""
     if layout.family != "qwen_vl":
         return None
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     except ImportError:
         return None
     k = layout.knobs
-    return Qwen2VLImageProcessorPil(
-        **{key: k[key] for key in ("patch_size", "merge_size", "temporal_patch_size", "min_pixels")},
-        max_pixels=k["max_pixels"],
-        image_mean=k["image_mean"],
-        image_std=k["image_std"],
+    keys = (
+        "patch_size",
+        "merge_size",
+        "temporal_patch_size",
+        "min_pixels",
+        "max_pixels",
+        "image_mean",
+        "image_std",
     )
+    return Qwen2VLImageProcessorPil(**{key: k[key] for key in keys})
 
 
 def run(print_: Any = print) -> list[dict[str, Any]]:
+    store = AssetStore(tempfile.mkdtemp(prefix="rawmm-demo-"), run_id="run_demo")
+    print_(f"asset store: {store.images_dir}\n")
+    cols = ("image", "model", "size", "grid_thw", "tokens", "describe", "ref", "materialize", "parity")
+    line = "{:<14} {:<11} {:>9} {:>13} {:>6} {:>10} {:>8} {:>12}  {}"
+    print_(line.format(*cols))
+    print_("-" * 100)
     rows = []
-    cols = ("image", "model", "oriented", "resized", "grid_thw", "tokens", "pixel_values", "ms")
-    header = "{:<14} {:<11} {:>9} {:>10} {:>14} {:>6} {:>16} {:>6}  parity".format(*cols)
-    print_(header)
-    print_("-" * len(header))
     for path in sample_paths():
-        data = path.read_bytes()
         for name in PRESETS:
             layout = Layout.preset(name)
+            adapter = adapter_for(layout)
             t0 = time.perf_counter()
-            out = layout.pixel_values(data)
-            ms = (time.perf_counter() - t0) * 1000
-            im = decode(data)  # the same decoded image the reference gets (EXIF applied)
-            lay = layout.image(im.width, im.height)
+            d = adapter.describe(
+                path,
+                store=AssetStore(
+                    store.images_dir,
+                    images_subdir="",
+                    allowed_roots=[path.parent, store.images_dir],
+                    run_id="demo",
+                ),
+            )
+            t1 = time.perf_counter()
+            text = adapter.ref(d).to_string()
+            ref = RawMMRef.parse(text)
+            t2 = time.perf_counter()
+            out = adapter.materialize(ref, store=store)
+            t3 = time.perf_counter()
             parity = "-"
-            ref = _reference(layout)
-            if ref is not None:
-                # the preset composites alpha onto white, as transformers' PIL-object path does
-                want = ref(images=[im], return_tensors="np")
+            ref_proc = reference(layout)
+            if ref_proc is not None:
+                # the presets apply EXIF and composite alpha: give the reference that image
+                want = ref_proc(images=[decode(path.read_bytes(), exif=True)], return_tensors="np")
                 same = np.array_equal(want["pixel_values"].view(np.uint32), out.pixel_values.view(np.uint32))
                 parity = (
                     "bit-exact"
@@ -67,20 +96,59 @@ def run(print_: Any = print) -> list[dict[str, Any]]:
             row = {
                 "image": path.name,
                 "model": name,
-                "oriented": f"{im.width}x{im.height}",
-                "resized": f"{lay.resized_width}x{lay.resized_height}",
-                "grid_thw": str(list(lay.grid_thw)),
-                "tokens": lay.num_tokens,
-                "shape": "x".join(map(str, out.pixel_values.shape)),
-                "ms": ms,
+                "grid": list(d.grid_thw),
+                "tokens": d.num_tokens,
+                "ref": text,
                 "parity": parity,
             }
             rows.append(row)
             print_(
-                f"{path.name:<14} {name:<11} {row['oriented']:>9} {row['resized']:>10} "
-                f"{row['grid_thw']:>14} {lay.num_tokens:>6} {row['shape']:>16} {ms:>6.1f}  {parity}"
+                line.format(
+                    path.name,
+                    name,
+                    f"{d.width}x{d.height}",
+                    str(list(d.grid_thw)),
+                    d.num_tokens,
+                    f"{(t1 - t0) * 1e3:.2f} ms",
+                    f"{(t2 - t1) * 1e6:.0f} us",
+                    f"{(t3 - t2) * 1e3:.1f} ms",
+                    parity,
+                )
             )
+    print_(f"\nexample ref ({len(rows[0]['ref'])} characters instead of a float32 tensor):\n{rows[0]['ref']}")
     return rows
+
+
+def bench(print_: Any = print, repeat: int = 7) -> None:
+    """A short speed check on the bundled images; `make bench` has the full tables."""
+
+    def med(fn: Any) -> float:
+        fn()
+        ts = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    store = AssetStore(tempfile.mkdtemp(prefix="rawmm-bench-"), run_id="bench")
+    for path in sample_paths():
+        s = AssetStore(
+            store.images_dir, images_subdir="", allowed_roots=[path.parent, store.images_dir], run_id="b"
+        )
+        for name in ("qwen2_5_vl", "qwen3_vl"):
+            layout = Layout.preset(name)
+            adapter = adapter_for(layout)
+            t_desc = med(lambda: adapter.describe(path, store=s))  # noqa: B023
+            data = path.read_bytes()
+            t_pix = med(lambda: layout.pixel_values(data))  # noqa: B023
+            ref = reference(layout)
+            msg = f"{path.name:<14} {name:<11} describe {t_desc * 1e3:7.3f} ms   pixel_values {t_pix * 1e3:7.2f} ms"
+            if ref is not None:
+                im = decode(data)
+                t_ref = med(lambda: ref(images=[im], return_tensors="np"))  # noqa: B023
+                msg += f"   reference {t_ref * 1e3:7.2f} ms ({t_ref / t_pix:.1f}x)"
+            print_(msg)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 //! its arguments, releases the GIL around image-sized work, and wraps the result.
 
 mod arrow;
+mod buffer;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -12,7 +13,7 @@ use rawmm_core::layout::{
 };
 use rawmm_core::pipeline::Decoded;
 use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
-use rawmm_core::Error;
+use rawmm_core::{encode, fingerprint, Error};
 
 /// The one place where core errors become Python exceptions (classes from `rawmm.errors`).
 fn to_py(py: Python<'_>, e: Error) -> PyErr {
@@ -420,8 +421,83 @@ fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64,
     Ok((h.format.extension(), h.width, h.height, h.orientation))
 }
 
+/// Inputs shorter than this are hashed without releasing the GIL: the release costs more
+/// (CPython hashlib's and blake3-py's threshold).
+const GIL_MIN: usize = 2048;
+
+/// 64 hex BLAKE3 of any C-contiguous buffer's raw memory.
+#[pyfunction]
+fn fingerprint_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
+    let view = buffer::ByteView::get(data)?;
+    let bytes = view.as_slice();
+    Ok(if bytes.len() >= GIL_MIN {
+        py.detach(|| fingerprint::hash_bytes(bytes))
+    } else {
+        fingerprint::hash_bytes(bytes)
+    })
+}
+
+/// 64 hex BLAKE3 of a file (memory-mapped when large), GIL released.
+#[pyfunction]
+fn fingerprint_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
+    // io::Error maps to the matching OSError subclass (FileNotFoundError, PermissionError, ...).
+    Ok(py.detach(|| fingerprint::hash_file(&path))?)
+}
+
+/// BLAKE3 of the concatenation of several buffers (framed streams), GIL released.
+#[pyfunction]
+fn hash_chunks(py: Python<'_>, chunks: Vec<Bound<'_, PyAny>>) -> PyResult<String> {
+    let views = chunks.iter().map(buffer::ByteView::get).collect::<PyResult<Vec<_>>>()?;
+    let slices: Vec<&[u8]> = views.iter().map(|v| v.as_slice()).collect();
+    Ok(py.detach(|| fingerprint::hash_chunks(&slices)))
+}
+
+/// Pixel fingerprint of a canonical raster (hashing.md §4).
+#[pyfunction]
+fn pixel_fingerprint(
+    py: Python<'_>,
+    mode: &str,
+    width: u64,
+    height: u64,
+    pixels: &Bound<'_, PyAny>,
+) -> PyResult<String> {
+    let view = buffer::ByteView::get(pixels)?;
+    let bytes = view.as_slice();
+    py.detach(|| fingerprint::pixel_fingerprint(mode, width, height, bytes)).py_err(py)
+}
+
+/// Lossless PNG of a raster at rawmm's fixed settings, GIL released.
+#[pyfunction]
+#[pyo3(signature = (mode, width, height, data, palette=None, trns=None))]
+fn encode_png<'py>(
+    py: Python<'py>,
+    mode: &str,
+    width: u32,
+    height: u32,
+    data: &Bound<'py, PyAny>,
+    palette: Option<Vec<u8>>,
+    trns: Option<Vec<u8>>,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let view = buffer::ByteView::get(data)?;
+    let raster = encode::Raster {
+        mode,
+        width,
+        height,
+        data: view.as_slice(),
+        palette: palette.as_deref(),
+        trns: trns.as_deref(),
+    };
+    let out = py.detach(|| encode::png(&raster)).py_err(py)?;
+    Ok(pyo3::types::PyBytes::new(py, &out))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fingerprint_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint_file, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_chunks, m)?)?;
+    m.add_function(wrap_pyfunction!(pixel_fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
     m.add_class::<LayoutCore>()?;
     m.add_class::<ImageLayout>()?;

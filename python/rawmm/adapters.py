@@ -1,0 +1,563 @@
+"""Family adapters: describe images without decoding them, build envelopes and refs, and
+materialize refs back into model inputs (refs.md §5)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import _core
+from .errors import (
+    AssetNotFoundError,
+    ImageDecodeError,
+    LayoutError,
+    LimitExceededError,
+    RawmmError,
+    RefFormatError,
+)
+from .hashing import fingerprint_bytes, verify
+from .layout import ImageLayout, Layout
+from .pixels import core_pixel_values, decode, to_array
+from .refs import (
+    MARKER,
+    MARKER_KEY,
+    RawMMItem,
+    RawMMRef,
+    cjson,
+    normalize_run_id,
+    parse_raw_mm_item,
+    payload_grid,
+    raw_mm_item,
+)
+from .store import AssetStore, decode_data_url, extension_of
+
+__all__ = [
+    "Adapter",
+    "Descriptor",
+    "KimiK25Adapter",
+    "Materializer",
+    "ModelInputs",
+    "QwenVLAdapter",
+    "adapter_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """What travels instead of pixels: hash, asset, layout, payload (api.md)."""
+
+    mm_hash: str
+    asset_id: str
+    raw_image_uri: str
+    family: str
+    layout_fingerprint: str
+    width: int
+    height: int
+    raw_width: int
+    raw_height: int
+    image_layout: ImageLayout
+    grid_thw: tuple[int, int, int]
+    num_tokens: int
+    payload: dict[str, Any]
+    #: run id of the store the image went into (the fallback of refs.md §2.2)
+    store_run_id: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (what `rawmm describe` prints)."""
+        return {
+            "mm_hash": self.mm_hash,
+            "asset_id": self.asset_id,
+            "raw_image_uri": self.raw_image_uri,
+            "family": self.family,
+            "layout_fingerprint": self.layout_fingerprint,
+            "width": self.width,
+            "height": self.height,
+            "raw_width": self.raw_width,
+            "raw_height": self.raw_height,
+            "resized_width": self.image_layout.resized_width,
+            "resized_height": self.image_layout.resized_height,
+            "grid_thw": list(self.grid_thw),
+            "num_tokens": self.num_tokens,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """Materialized model inputs of one or more images."""
+
+    pixel_values: np.ndarray
+    grid_thw: np.ndarray
+    grid_key: str = "image_grid_thw"
+
+    def as_hf_dict(self) -> dict[str, np.ndarray]:
+        """The reference processor's dict (Kimi K2.5: `grid_thws`)."""
+        return {"pixel_values": self.pixel_values, self.grid_key: self.grid_thw}
+
+
+def run_id_for_refs(explicit: str | None, store_run_id: str | None) -> str:
+    """refs.md §2.2: argument, RUN_ID, PRIME_RL_RUN_DIR's basename, the offload dir's run_X,
+    then the store's own."""
+    env = {k: v for k, v in os.environ.items() if v}
+    if explicit:
+        return normalize_run_id(explicit)
+    if "RUN_ID" in env:
+        return normalize_run_id(env["RUN_ID"])
+    if "PRIME_RL_RUN_DIR" in env:
+        return normalize_run_id(os.path.basename(os.path.normpath(env["PRIME_RL_RUN_DIR"])))
+    import re
+
+    m = re.search(r"run_([A-Za-z0-9_.-]+)/assets/images/?$", env.get("VF_RENDERER_IMAGE_OFFLOAD_DIR", ""))
+    if m:
+        return normalize_run_id(m.group(1))
+    if store_run_id:
+        return normalize_run_id(store_run_id)
+    raise RawmmError("no run id: pass run_id, set RUN_ID or PRIME_RL_RUN_DIR, or use a store with a run id")
+
+
+class Adapter:
+    """Shared behaviour of the family adapters."""
+
+    family: str
+    feature_modality: str
+    vllm_modality: str | None
+
+    def __init__(self, layout: Layout) -> None:
+        if layout.family != self.family:
+            raise LayoutError(f"{type(self).__name__} needs a {self.family} layout, got {layout.family}")
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.layout!r})"
+
+    # -- family specifics ------------------------------------------------------------------
+
+    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def placeholder_length(self, grid: tuple[int, int, int]) -> int:
+        raise NotImplementedError
+
+    # -- describe ----------------------------------------------------------------------------
+
+    def describe(self, source: Any, *, store: AssetStore | None = None) -> Descriptor:
+        """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored first
+        unless it already is an asset of the store."""
+        store = store if store is not None else AssetStore.from_env()
+        data, stored_path = _source_bytes(store, source)
+        ext, raw_w, raw_h, orientation = _core.read_header(data)
+        if raw_w * raw_h > store.max_pixels:
+            raise LimitExceededError(f"{raw_w}x{raw_h} pixels exceed the cap of {store.max_pixels}")
+        swap = self.layout.knobs["exif_policy"] == "apply" and orientation >= 5
+        width, height = (raw_h, raw_w) if swap else (raw_w, raw_h)
+        lay = self.layout.image(width, height)  # invalid geometry is refused before storing
+        mm_hash = fingerprint_bytes(data)
+        name = f"{mm_hash}.{extension_of(data)}"
+        asset = store.find(mm_hash) if stored_path is not None and stored_path.name == name else None
+        if asset is None:
+            store.backend.write(name, data, mm_hash)
+            asset = store.find(mm_hash)
+            assert asset is not None
+        return Descriptor(
+            mm_hash=mm_hash,
+            asset_id=asset.asset_id,
+            raw_image_uri=asset.uri,
+            family=self.family,
+            layout_fingerprint=self.layout.fingerprint,
+            width=width,
+            height=height,
+            raw_width=raw_w,
+            raw_height=raw_h,
+            image_layout=lay,
+            grid_thw=lay.grid_thw,
+            num_tokens=lay.num_tokens,
+            payload=self.payload(lay),
+            store_run_id=store.run_id or "explicit",
+        )
+
+    def item(self, descriptor: Descriptor, *, with_ref: bool = True) -> dict[str, Any]:
+        """The `prime_raw_mm_item` envelope."""
+        return raw_mm_item(
+            modality="image",
+            family=self.family,
+            layout_fingerprint=descriptor.layout_fingerprint,
+            payload=descriptor.payload,
+            vllm_modality=self.vllm_modality,
+            raw_uri=descriptor.raw_image_uri if with_ref else None,
+            raw_image_id=descriptor.asset_id if with_ref else None,
+        )
+
+    def ref(self, descriptor: Descriptor, *, run_id: str | None = None) -> RawMMRef:
+        return RawMMRef(
+            run_id_for_refs(run_id, descriptor.store_run_id),
+            self.family,
+            descriptor.layout_fingerprint,
+            self.feature_modality,
+            descriptor.mm_hash,
+            descriptor.asset_id,
+            descriptor.payload,
+        )
+
+    # -- materialize -------------------------------------------------------------------------
+
+    def resolve(self, src: Any) -> tuple[RawMMRef | RawMMItem, str | None]:
+        """Parses a ref string, RawMMRef or ref-carrying envelope; returns it with its mm_hash
+        (None for an envelope, which is verified by its asset id's stem)."""
+        if isinstance(src, str):
+            src = RawMMRef.parse(src)
+        if isinstance(src, RawMMRef):
+            return src, src.mm_hash
+        if isinstance(src, RawMMItem | Mapping):
+            item = src if isinstance(src, RawMMItem) else parse_raw_mm_item(src)
+            if not item.has_ref:
+                raise RefFormatError("a descriptor-only envelope cannot be materialized")
+            return item, None
+        raise RefFormatError(f"cannot materialize a {type(src).__name__}")
+
+    def check(self, src: RawMMRef | RawMMItem) -> tuple[int, int, int]:
+        """Family, fingerprint and payload checks; returns the payload grid."""
+        if isinstance(src, RawMMRef):
+            family, payload, fingerprint, mm_hash = src.family, src.payload, src.fingerprint, src.mm_hash
+            if family is None:  # mmraw:v1 carries no family; its payload key is Qwen's
+                if self.family != "qwen_vl":
+                    raise LayoutError("mmraw:v1 refs are Qwen refs; this adapter is " + self.family)
+                family = self.family
+        else:
+            family, payload, fingerprint, mm_hash = src.family, src.payload, src.layout_fingerprint, None
+        if family != self.family:
+            raise LayoutError(f"ref family {family!r} does not match the {self.family} adapter")
+        if (
+            (mm_hash is None or len(mm_hash) == 64)
+            and fingerprint is not None
+            and fingerprint != self.layout.fingerprint
+        ):
+            raise LayoutError(
+                f"layout fingerprint {fingerprint} differs from this layout's {self.layout.fingerprint}"
+            )
+        return payload_grid(family, payload, getattr(src, "vllm_modality", None))
+
+    def materialize(
+        self, ref_or_item: Any, *, store: AssetStore, outer_hash: str | None = None
+    ) -> ModelInputs:
+        """Verified bytes → decode → pixel pipeline; the grid must equal the payload's."""
+        src, mm_hash = self.resolve(ref_or_item)
+        grid = self.check(src)
+        data = self.fetch(src, mm_hash or outer_hash, store)
+        im = decode(data, exif=self.layout.knobs["exif_policy"] == "apply", max_pixels=store.max_pixels)
+        composite = self.layout.knobs["alpha_policy"] == "composite_white"
+        out = core_pixel_values(self.layout, [to_array(im, exif=False, composite=composite)])
+        if tuple(int(v) for v in out.grid_thw[0]) != grid:
+            raise LayoutError(f"image grid {out.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
+        return ModelInputs(out.pixel_values, out.grid_thw, self.grid_key)
+
+    @property
+    def grid_key(self) -> str:
+        return "grid_thws" if self.family == "kimi_k25" else "image_grid_thw"
+
+    def fetch(self, src: RawMMRef | RawMMItem, mm_hash: str | None, store: AssetStore) -> bytes:
+        """Inline data, else the store by asset id, else the URI under the allowed roots."""
+        if isinstance(src, RawMMRef) and src.raw_image_data is not None:
+            data = decode_data_url(src.raw_image_data, max_bytes=store.max_bytes)
+            if len(data) > store.max_bytes:
+                raise LimitExceededError(f"{len(data)} bytes exceed the cap of {store.max_bytes}")
+            verify(data, src.mm_hash)
+            return data
+        asset_id = src.raw_image_id
+        uri = src.raw_image_uri if isinstance(src, RawMMRef) else src.raw_uri
+        if asset_id is not None:
+            try:
+                return store.read(asset_id, expected_hash=mm_hash)
+            except AssetNotFoundError:
+                if uri is None:
+                    raise
+        if uri is None:
+            raise AssetNotFoundError("the ref names no asset id or URI")
+        return store.read(uri, expected_hash=mm_hash)
+
+    def materialize_image_refs(
+        self, multi_modal_data: Any, messages: Sequence[Mapping[str, Any]], *, store: AssetStore | None = None
+    ) -> dict[str, Any]:
+        """Upgrades descriptor-only envelopes to ref-carrying ones, matching by hash (refs.md §5.3).
+        Returns a new dict; the input is never mutated."""
+        store = store if store is not None else AssetStore.from_env()
+        mm = _as_mm_dict(multi_modal_data)
+        by_hash: dict[str, Descriptor] = {}
+        seen: dict[int, Descriptor] = {}
+        for part in _image_parts(messages):
+            source = _part_source(part)
+            key = id(source)
+            d = seen.get(key) or self.describe(source, store=store)
+            seen[key] = d
+            by_hash.setdefault(d.mm_hash, d)
+        out: dict[str, Any] = {"mm_items": {}, "mm_hashes": {}, "mm_placeholders": {}}
+        missing = []
+        for fm, items in mm["mm_items"].items():
+            hashes, holders = mm["mm_hashes"].get(fm, []), mm["mm_placeholders"].get(fm, [])
+            if not (len(items) == len(hashes) == len(holders)):
+                raise RefFormatError(f"mm_items, mm_hashes and mm_placeholders differ in length for {fm!r}")
+            new_items = []
+            for item, h in zip(items, hashes, strict=True):
+                if MARKER_KEY in item:
+                    new_items.append(dict(item))
+                    continue
+                parsed = parse_raw_mm_item(item)
+                d = by_hash.get(h) or self._from_store(store, h)
+                if d is None:
+                    missing.append(h)
+                    new_items.append(dict(item))
+                    continue
+                if (
+                    tuple(payload_grid(parsed.family, parsed.payload)) != d.grid_thw
+                    or d.family != parsed.family
+                ):
+                    raise LayoutError(f"image {h}: grid or family differs from the described image")
+                new_items.append(
+                    {**item, "raw_uri": d.raw_image_uri, "raw_image_id": d.asset_id, MARKER_KEY: MARKER}
+                )
+            out["mm_items"][fm] = new_items
+            out["mm_hashes"][fm] = list(hashes)
+            out["mm_placeholders"][fm] = list(holders)
+        if missing:
+            raise AssetNotFoundError("image hash(es) not found in messages or store: " + ", ".join(missing))
+        return out
+
+    def _from_store(self, store: AssetStore, mm_hash: str) -> Descriptor | None:
+        if len(mm_hash) != 64:
+            return None
+        asset = store.find(mm_hash)
+        return None if asset is None else self.describe(asset.path, store=store)
+
+
+class QwenVLAdapter(Adapter):
+    family = "qwen_vl"
+    feature_modality = "image"
+    vllm_modality = None
+
+    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
+        return {"image_grid_thw": [list(image_layout.grid_thw)]}
+
+    def placeholder_length(self, grid: tuple[int, int, int]) -> int:
+        m = self.layout.knobs["merge_size"]
+        return grid[0] * grid[1] * grid[2] // (m * m)
+
+
+class KimiK25Adapter(Adapter):
+    family = "kimi_k25"
+    feature_modality = "vision_chunk"
+    vllm_modality = "vision_chunk"
+
+    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
+        return {"grid_thws": [list(image_layout.grid_thw)], "num_media_tokens": image_layout.num_tokens}
+
+    def placeholder_length(self, grid: tuple[int, int, int]) -> int:
+        return 1  # one <|media_pad|> before expansion; vLLM expands it
+
+
+def adapter_for(layout: Layout) -> Adapter:
+    return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
+
+
+def _source_bytes(store: AssetStore, source: Any) -> tuple[bytes, Any]:
+    """The source's exact bytes, and its real path when it is a file."""
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return store.source_bytes(source), None
+    if isinstance(source, str | os.PathLike) and not (isinstance(source, str) and source.startswith("data:")):
+        path = store.allowed_path(source)
+        return store.source_bytes(path), path
+    if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str):
+        return store.source_bytes(source), None
+    raise ImageDecodeError(f"cannot describe a {type(source).__name__}")
+
+
+def _as_mm_dict(mm: Any) -> dict[str, dict[str, list[Any]]]:
+    get = mm.get if isinstance(mm, Mapping) else lambda k, d=None: getattr(mm, k, d)
+    out = {}
+    for key in ("mm_items", "mm_hashes", "mm_placeholders"):
+        value = get(key, None) or {}
+        if not isinstance(value, Mapping):
+            raise RefFormatError(f"{key} must map feature modalities to lists")
+        out[key] = {fm: list(v) for fm, v in value.items()}
+    return out
+
+
+def _image_parts(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    parts = []
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, list):
+            parts.extend(
+                p for p in content if isinstance(p, Mapping) and p.get("type") in ("image", "image_url")
+            )
+    return parts
+
+
+def _part_source(part: Mapping[str, Any]) -> Any:
+    if part.get("type") == "image":
+        return part.get("image")
+    url = part.get("image_url")
+    return url.get("url") if isinstance(url, Mapping) else url
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+
+def cache_key(
+    ref_text: str,
+    feature_modality: str,
+    mm_hash: str,
+    placeholder_length: int,
+    processor_id: str,
+    layout_fp: str,
+) -> str:
+    """hashing.md §6: BLAKE3 over the framed whole ref text and the outer metadata."""
+    chunks = [
+        b"rawmm-matcache:v1",
+        ref_text.encode("utf-8"),
+        feature_modality.encode("utf-8"),
+        mm_hash.encode("ascii"),
+        placeholder_length.to_bytes(8, "little"),
+        processor_id.encode("utf-8"),
+        layout_fp.encode("ascii"),
+    ]
+    framed = b"".join(len(c).to_bytes(8, "little") + c for c in chunks)
+    return fingerprint_bytes(framed)
+
+
+class Materializer:
+    """Materializes batches of refs: images in parallel, a byte-bounded single-flight LRU whose
+    key digests the whole ref text and the outer metadata, results in request order."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        store: AssetStore,
+        *,
+        processor_id: str,
+        cache_bytes: int = 2 << 30,
+        threads: int | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.store = store
+        self.processor_id = processor_id
+        self.cache_bytes = int(cache_bytes)
+        self.threads = threads or os.cpu_count() or 1
+        self._cache: OrderedDict[str, ModelInputs] = OrderedDict()
+        self._cached_bytes = 0
+        self._inflight: dict[str, Future[ModelInputs]] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rawmm-materialize")
+        self.hits = self.misses = 0
+
+    @classmethod
+    def from_env(
+        cls, adapter: Adapter, store: AssetStore, *, processor_id: str, threads: int | None = None
+    ) -> Materializer:
+        raw = os.environ.get("PRIME_RL_MM_MATERIALIZE_CACHE_GB")
+        try:
+            gb = 2.0 if not raw else float(raw)
+        except ValueError:
+            raise RawmmError(f"PRIME_RL_MM_MATERIALIZE_CACHE_GB must be a number, got {raw!r}") from None
+        return cls(
+            adapter, store, processor_id=processor_id, cache_bytes=int(gb * (1 << 30)), threads=threads
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Materializer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _text_and_meta(self, src: Any) -> tuple[str, Any, str, str, int]:
+        """(ref text as received, parsed source, feature modality, mm_hash, placeholder length)."""
+        if isinstance(src, str):
+            text = src
+        elif isinstance(src, RawMMRef):
+            text = (
+                src.to_string()
+                if None not in (src.run_id, src.family, src.raw_image_id)
+                else src.to_string("json")
+            )
+        elif isinstance(src, Mapping):
+            text = cjson(src)
+        else:
+            raise RefFormatError(f"cannot materialize a {type(src).__name__}")
+        parsed, mm_hash = self.adapter.resolve(src)
+        grid = self.adapter.check(parsed)
+        if isinstance(parsed, RawMMRef):
+            fm = parsed.modality
+        else:
+            fm = parsed.feature_modality
+            stem = (parsed.raw_image_id or "").split(".")[0]
+            if len(stem) != 64:
+                raise RefFormatError("an envelope's asset id must have a 64-hex stem to be verified")
+            mm_hash = stem
+        assert mm_hash is not None
+        return text, parsed, fm, mm_hash, self.adapter.placeholder_length(grid)
+
+    def materialize(
+        self, refs: Sequence[Any], *, outer: Sequence[tuple[str, str, int]] | None = None
+    ) -> ModelInputs:
+        if outer is not None and len(outer) != len(refs):
+            raise RefFormatError("outer must be parallel to refs")
+        jobs = []
+        for i, src in enumerate(refs):
+            text, parsed, fm, mm_hash, length = self._text_and_meta(src)
+            if outer is not None:
+                o_fm, o_hash, o_len = outer[i]
+                if o_fm != fm:
+                    raise RefFormatError(f"ref {i}: modality {fm!r} differs from the outer {o_fm!r}")
+                if o_hash != mm_hash:
+                    raise RefFormatError(f"ref {i}: mm_hash differs from the outer mm_hashes entry")
+                if o_len != length:
+                    raise LayoutError(f"ref {i}: placeholder length {o_len} differs from the ref's {length}")
+            key = cache_key(text, fm, mm_hash, length, self.processor_id, self.adapter.layout.fingerprint)
+            jobs.append(self._get(key, parsed, mm_hash))
+        results = [f.result() for f in jobs]
+        values = np.concatenate([r.pixel_values for r in results])
+        grids = np.concatenate([r.grid_thw for r in results])
+        return ModelInputs(values, grids, self.adapter.grid_key)
+
+    def _get(self, key: str, parsed: Any, mm_hash: str) -> Future[ModelInputs]:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                done: Future[ModelInputs] = Future()
+                done.set_result(hit)
+                return done
+            pending = self._inflight.get(key)
+            if pending is not None:  # single flight: join the computation under way
+                self.hits += 1
+                return pending
+            self.misses += 1
+            fut = self._pool.submit(self.adapter.materialize, parsed, store=self.store, outer_hash=mm_hash)
+            self._inflight[key] = fut
+        fut.add_done_callback(lambda f: self._finish(key, f))
+        return fut
+
+    def _finish(self, key: str, fut: Future[ModelInputs]) -> None:
+        with self._lock:
+            self._inflight.pop(key, None)
+            if fut.exception() is not None or self.cache_bytes <= 0:
+                return  # only verified results are cached
+            result = fut.result()
+            size = result.pixel_values.nbytes
+            if size > self.cache_bytes:
+                return
+            self._cache[key] = result
+            self._cached_bytes += size
+            while self._cached_bytes > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached_bytes -= old.pixel_values.nbytes

@@ -1,0 +1,429 @@
+"""The content-addressed asset store (refs.md §2, §6).
+
+Every image is stored once as its exact bytes under `<mm_hash><ext>`; writes are atomic and
+idempotent, every read is verified. File-system access goes through `LocalBackend`, the one
+small interface a remote object-store backend would implement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from . import _core
+from .errors import (
+    AssetNotFoundError,
+    ImageDecodeError,
+    LimitExceededError,
+    RawmmError,
+    RefFormatError,
+    UnsafePathError,
+)
+from .hashing import fingerprint_bytes, verify
+from .refs import check_file_uri, file_uri, normalize_run_id
+
+__all__ = ["Asset", "AssetStore", "LocalBackend", "decode_data_url"]
+
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_MAX_PIXELS = 178_956_970
+EXTENSIONS = ("png", "jpg", "webp", "gif", "bmp", "tiff", "img")
+_READ_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
+_RAWMM_ID = re.compile(r"([0-9a-f]{64})\.(png|jpg|webp|gif|bmp|tiff|img)")
+_DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
+_TEMP = re.compile(r"\..+\.tmp")
+
+
+def extension_of(data: bytes) -> str:
+    """From the leading bytes only (refs.md §2.3)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    return "img"
+
+
+def decode_data_url(url: str, *, max_bytes: int) -> bytes:
+    """`data:image/<subtype>;base64,<data>` only; the encoded length is capped before decoding."""
+    match = _DATA_URL.match(url)
+    if not match:
+        raise RefFormatError("only data:image/<subtype>;base64,<data> URLs are accepted")
+    encoded = url[match.end() :]
+    if len(encoded) > 4 * -(-max_bytes // 3):
+        raise LimitExceededError(f"data: URL longer than the {max_bytes}-byte cap allows")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error as e:
+        raise RefFormatError(f"data: URL is not standard base64: {e}") from None
+
+
+def array_to_image(arr: np.ndarray) -> Image.Image:
+    """uint8 HxW(x1) → L, x2 → LA, x3 → RGB, x4 → RGBA; uint16 HxW → I;16 (refs.md §2.4)."""
+    if arr.dtype == np.uint16 and arr.ndim == 2:
+        a = np.ascontiguousarray(arr, dtype="<u2")
+        return Image.frombytes("I;16", (a.shape[1], a.shape[0]), a.tobytes())
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and not 1 <= arr.shape[2] <= 4):
+        raise ImageDecodeError(f"cannot store an array of dtype {arr.dtype} and shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    mode = "L" if arr.ndim == 2 else {2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(arr), mode)
+
+
+_CONVERT = {"RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "PA": "RGBA", "CMYK": "RGB", "I": "RGB", "F": "RGB"}
+
+
+def encode_png(im: Image.Image) -> bytes:
+    """Lossless PNG of an in-memory image with rawmm's pinned Rust encoder (refs.md §2.4)."""
+    if im.mode.startswith("I;16") and im.mode != "I;16":
+        im = im.convert("I;16")
+    elif im.mode in _CONVERT:
+        im = im.convert(_CONVERT[im.mode])
+    elif im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+        raise ImageDecodeError(f"cannot store mode {im.mode!r}")
+    w, h = im.size
+    if w == 0 or h == 0:
+        raise ImageDecodeError("cannot store an empty image")
+    palette = trns = None
+    key = im.info.get("transparency")
+    if im.mode == "1":
+        data = im.tobytes("raw", "1")
+    elif im.mode == "I;16":
+        data = np.asarray(im).astype(">u2").tobytes()
+    else:
+        data = im.tobytes()
+    if im.mode == "P":
+        palette = bytes(im.getpalette("RGB") or [])
+        if isinstance(key, bytes):
+            trns = key
+        elif isinstance(key, int):
+            trns = bytes([255] * key + [0])
+    elif im.mode == "L" and isinstance(key, int):
+        trns = key.to_bytes(2, "big")
+    elif im.mode == "RGB" and isinstance(key, tuple):
+        trns = b"".join(int(v).to_bytes(2, "big") for v in key)
+    return _core.encode_png(im.mode, w, h, data, palette, trns)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    asset_id: str
+    mm_hash: str
+    uri: str
+    path: Path
+    size: int
+
+
+class Backend(Protocol):
+    """Storage access for one images directory; names are already validated."""
+
+    def locate(self, name: str) -> Path: ...
+    def read(self, name: str, max_bytes: int) -> bytes: ...
+    def write(self, name: str, data: bytes, mm_hash: str) -> None: ...
+    def names(self) -> Iterator[str]: ...
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Containment by path components, not string prefix."""
+    return path == root or root in path.parents
+
+
+def _read_capped(path: Path, max_bytes: int, *, follow: bool = True) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise AssetNotFoundError(f"no such asset: {path}", str(path)) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafePathError(f"refusing to follow a symlink: {path}", str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"not a regular file: {path}", str(path))
+        if st.st_size > max_bytes:
+            raise LimitExceededError(f"{path}: {st.st_size} bytes exceed the cap of {max_bytes}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise LimitExceededError(f"{path}: more than {max_bytes} bytes")
+    return data
+
+
+class LocalBackend:
+    """Assets as read-only files in one directory, written by atomic rename."""
+
+    def __init__(self, images_dir: Path) -> None:
+        self.images_dir = images_dir
+
+    def locate(self, name: str) -> Path:
+        candidate = self.images_dir / name
+        real = Path(os.path.realpath(candidate))
+        if not _inside(real, self.images_dir):
+            raise UnsafePathError(f"asset {name!r} resolves outside the store", str(candidate))
+        return real
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        return _read_capped(self.locate(name), max_bytes)
+
+    def write(self, name: str, data: bytes, mm_hash: str) -> None:
+        final = self.images_dir / name
+        try:
+            st = os.lstat(final)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePathError(f"existing asset is not a regular file: {final}", str(final))
+            if st.st_size == len(data):
+                try:
+                    verify(_read_capped(final, len(data), follow=False), mm_hash)
+                except RawmmError:
+                    pass  # corrupt copy: replaced atomically below
+                else:
+                    os.utime(final)  # idempotent; the mtime feeds external TTL sweepers
+                    return
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.images_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(tmp, flags, 0o444)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:  # best effort: make the rename durable
+            dfd = os.open(self.images_dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+    def names(self) -> Iterator[str]:
+        if self.images_dir.is_dir():
+            yield from sorted(os.listdir(self.images_dir))
+
+
+class AssetStore:
+    """Content-addressed image store. The constructor's defaults are constants; only
+    `from_env` reads the environment."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        images_subdir: str = "assets/images",
+        allowed_roots: list[str | os.PathLike[str]] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        allow_http: bool = False,
+        run_id: str | None = None,
+    ) -> None:
+        root_path = Path(os.path.realpath(root))
+        self.images_dir = Path(os.path.realpath(root_path / images_subdir)) if images_subdir else root_path
+        self.allowed_roots = [Path(os.path.realpath(r)) for r in (allowed_roots or [self.images_dir])]
+        self.max_bytes = int(max_bytes)
+        self.max_pixels = int(max_pixels)
+        self.allow_http = allow_http
+        self.run_id = None if run_id is None else normalize_run_id(run_id)
+        self.backend: Backend = LocalBackend(self.images_dir)
+
+    def __repr__(self) -> str:
+        return f"AssetStore({str(self.images_dir)!r})"
+
+    @classmethod
+    def from_env(cls, *, run_id: str | None = None, **options: Any) -> AssetStore:
+        """Upstream's location rules (refs.md §2.1) and the RAWMM_MAX_* caps; `options` win."""
+        env = {k: v for k, v in os.environ.items() if v}
+        for var, key in (("RAWMM_MAX_ASSET_BYTES", "max_bytes"), ("RAWMM_MAX_IMAGE_PIXELS", "max_pixels")):
+            if var in env and key not in options:
+                try:
+                    options[key] = int(env[var])
+                except ValueError:
+                    raise RawmmError(f"{var} must be an integer, got {env[var]!r}") from None
+        offload, run_dir = env.get("VF_RENDERER_IMAGE_OFFLOAD_DIR"), env.get("PRIME_RL_RUN_DIR")
+        rid = run_id or env.get("RUN_ID")
+        if offload:
+            m = re.search(r"run_([A-Za-z0-9_.-]+)/assets/images/?$", offload)
+            ref_run = rid or (Path(run_dir).name if run_dir else None) or (m.group(1) if m else "explicit")
+            return cls(offload, images_subdir="", run_id=ref_run, **options)
+        if run_dir:
+            return cls(run_dir, run_id=rid or Path(run_dir).name, **options)
+        if rid:
+            norm = normalize_run_id(rid)
+            return cls(f"/data/outputs/run_{norm}", run_id=norm, **options)
+        raise RawmmError(
+            "no asset store location: set VF_RENDERER_IMAGE_OFFLOAD_DIR, PRIME_RL_RUN_DIR or RUN_ID"
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, source: Any) -> Asset:
+        """Stores bytes, a PIL image, a numpy array, a data: URL or a file under the allowed
+        roots, as its exact bytes (in-memory images as lossless PNG)."""
+        data = self.source_bytes(source)
+        mm_hash = fingerprint_bytes(data)
+        name = f"{mm_hash}.{extension_of(data)}"
+        self.backend.write(name, data, mm_hash)
+        return self._asset(name, mm_hash, len(data))
+
+    def source_bytes(self, source: Any) -> bytes:
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = bytes(source)
+        elif isinstance(source, Image.Image):
+            data = encode_png(source)
+        elif isinstance(source, np.ndarray):
+            data = encode_png(array_to_image(source))
+        elif isinstance(source, str) and source.startswith("data:"):
+            data = decode_data_url(source, max_bytes=self.max_bytes)
+        elif isinstance(source, str) and source.startswith(("http://", "https://")):
+            data = self._fetch(source)
+        elif isinstance(source, str) and source.startswith("file://"):
+            data = _read_capped(self.allowed_path(source), self.max_bytes)
+        elif isinstance(source, str | os.PathLike):
+            data = _read_capped(self.allowed_path(source), self.max_bytes)
+        else:
+            raise ImageDecodeError(f"cannot store a {type(source).__name__}")
+        if len(data) > self.max_bytes:
+            raise LimitExceededError(f"{len(data)} bytes exceed the cap of {self.max_bytes}")
+        return data
+
+    def _fetch(self, url: str) -> bytes:
+        if not self.allow_http:
+            raise UnsafePathError(f"http(s) sources need allow_http=True: {url}", url)
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 — opt-in, capped below
+            data: bytes = resp.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise LimitExceededError(f"{url}: more than {self.max_bytes} bytes")
+        return data
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def allowed_path(self, path_or_uri: str | os.PathLike[str]) -> Path:
+        """The real path of a file path or `file://` URI that lies under an allowed root."""
+        if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
+            try:
+                raw = check_file_uri(path_or_uri)
+            except RefFormatError as e:
+                raise UnsafePathError(str(e), path_or_uri) from None
+        else:
+            raw = os.fspath(path_or_uri)
+            if "\0" in raw:
+                raise UnsafePathError("NUL in path", raw)
+        real = Path(os.path.realpath(raw))
+        if not any(_inside(real, root) for root in self.allowed_roots):
+            raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
+        return real
+
+    def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
+        """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
+        if not isinstance(asset_id_or_uri, str):
+            raise UnsafePathError(f"not an asset id or URI: {asset_id_or_uri!r}")
+        if asset_id_or_uri.startswith("file://"):
+            path = self.allowed_path(asset_id_or_uri)
+            name = path.name
+            data = _read_capped(path, self.max_bytes)
+        else:
+            name = asset_id_or_uri
+            if not _READ_ID.fullmatch(name):
+                raise UnsafePathError(f"invalid asset id {name!r}", name)
+            data = self.backend.read(name, self.max_bytes)
+        if expected_hash is None:
+            match = _RAWMM_ID.fullmatch(name)
+            if match is None:
+                raise RefFormatError(f"{name!r} is not a rawmm asset id; pass expected_hash to verify it")
+            expected_hash = match.group(1)
+        verify(data, expected_hash)
+        return data
+
+    def find(self, mm_hash: str) -> Asset | None:
+        """The asset stored under this 64-hex hash, probing every extension."""
+        if not re.fullmatch(r"[0-9a-f]{64}", mm_hash or ""):
+            return None
+        for ext in EXTENSIONS:
+            name = f"{mm_hash}.{ext}"
+            try:
+                path = self.backend.locate(name)
+                st = os.stat(path)
+            except (OSError, UnsafePathError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return self._asset(name, mm_hash, st.st_size)
+        return None
+
+    def _asset(self, name: str, mm_hash: str, size: int) -> Asset:
+        path = self.images_dir / name
+        return Asset(asset_id=name, mm_hash=mm_hash, uri=file_uri(path), path=path, size=size)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """One message per problem found; empty when healthy."""
+        problems = []
+        now = time.time()
+        for name in self.backend.names():
+            path = self.images_dir / name
+            st = os.lstat(path)
+            if _TEMP.fullmatch(name):
+                if now - st.st_mtime > 3600:
+                    problems.append(f"{name}: orphaned temp file")
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{name}: symlink")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                problems.append(f"{name}: not a regular file")
+                continue
+            match = _RAWMM_ID.fullmatch(name)
+            if match is None:
+                problems.append(f"{name}: foreign name, cannot verify")
+                continue
+            try:
+                data = _read_capped(path, max(self.max_bytes, st.st_size), follow=False)
+            except RawmmError as e:
+                problems.append(f"{name}: {e}")
+                continue
+            if fingerprint_bytes(data) != match.group(1):
+                problems.append(f"{name}: content does not match its hash")
+            elif extension_of(data) != match.group(2):
+                problems.append(f"{name}: extension does not match its content")
+        return problems
+
+    def sweep_temp(self, older_than_s: float = 3600) -> int:
+        """Removes orphaned temp files of interrupted writes; returns how many."""
+        removed = 0
+        now = time.time()
+        for name in self.backend.names():
+            path = self.images_dir / name
+            if _TEMP.fullmatch(name) and now - os.lstat(path).st_mtime > older_than_s:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
