@@ -46,6 +46,7 @@ lint: build
 bench: build
 	$(BIN)/python benches/bench_layout.py
 	$(BIN)/python benches/bench_pixels.py
+	$(BIN)/python benches/bench_refs.py
 
 bench-rust:
 	cargo bench -p rawmm-core --bench kernels

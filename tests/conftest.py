@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 # A bounded default profile keeps `make test` within minutes; RAWMM_HYPOTHESIS=thorough digs deeper.
 settings.register_profile(
-    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -74,7 +74,7 @@ def encode(im: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
     return buf.getvalue()
 
 
-sides = st.one_of(st.integers(1, 48), st.integers(1, 400), st.integers(1, 1300))
+sides = st.one_of(st.integers(1, 48), st.integers(1, 400), st.integers(1, 1300), st.integers(1, 2500))
 modes = st.sampled_from(MODES)
 kinds = st.sampled_from(CONTENT)
 seeds = st.integers(0, 2**32 - 1)

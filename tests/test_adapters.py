@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
+
 from conftest import QWEN_PRESETS, qwen_reference
 from images import encode, make_image
-from PIL import Image, ImageOps
-from test_kimi import composite, kimi_reference
-from test_pixels import png_header
-
 from rawmm import (
     AssetNotFoundError,
     ImageDecodeError,
@@ -25,6 +23,8 @@ from rawmm import (
 from rawmm.adapters import KimiK25Adapter, Materializer, QwenVLAdapter, adapter_for, cache_key
 from rawmm.refs import RawMMRef, descriptor_only
 from rawmm.store import AssetStore
+from test_kimi import composite, kimi_reference
+from test_pixels import png_header
 
 
 @pytest.fixture
@@ -133,8 +133,15 @@ def test_materialize_errors(tmp_path: Path, store: AssetStore) -> None:
         KimiK25Adapter(Layout.preset("kimi_k25")).materialize(ref, store=store)  # family
     with pytest.raises(LayoutError):
         QwenVLAdapter(layout.replace(max_pixels=1_000_000)).materialize(ref, store=store)  # fingerprint
-    wrong_grid = RawMMRef(ref.run_id, ref.family, ref.fingerprint, "image", ref.mm_hash, ref.raw_image_id,
-                          {"image_grid_thw": [[1, 2, 2]]})  # fmt: skip
+    wrong_grid = RawMMRef(
+        ref.run_id,
+        ref.family,
+        ref.fingerprint,
+        "image",
+        ref.mm_hash,
+        ref.raw_image_id,
+        {"image_grid_thw": [[1, 2, 2]]},
+    )
     with pytest.raises(LayoutError, match="grid"):
         adapter.materialize(wrong_grid, store=store)
     with pytest.raises(RefFormatError):
@@ -184,8 +191,9 @@ def test_materialize_image_refs(tmp_path: Path, store: AssetStore) -> None:
         assert item["raw_image_id"] == d.asset_id and item["_prime_rl_image_ref"] == "raw_image"
         adapter.materialize(item, store=store)
     with pytest.raises(AssetNotFoundError, match="not found"):
-        adapter.materialize_image_refs({**mm, "mm_hashes": {"image": ["0" * 64, *mm["mm_hashes"]["image"][1:]]}},
-                                       messages, store=store)  # fmt: skip
+        adapter.materialize_image_refs(
+            {**mm, "mm_hashes": {"image": ["0" * 64, *mm["mm_hashes"]["image"][1:]]}}, messages, store=store
+        )
     with pytest.raises(RefFormatError):
         adapter.materialize_image_refs({**mm, "mm_hashes": {"image": []}}, messages, store=store)
     swapped = {**mm, "mm_items": {"image": [items[1], items[0], items[2]]}}
@@ -194,9 +202,11 @@ def test_materialize_image_refs(tmp_path: Path, store: AssetStore) -> None:
 
 
 def test_cache_key_vector() -> None:
-    ref = ("mmraw:v2:demo01:qwen_vl:f9befd6e9938d4aabeff6b1025313139:image:f531b9e47004fccda30d996ca0bf046cd4f9"
-           "4241ab04843cb055cbc72bec0810:f531b9e47004fccda30d996ca0bf046cd4f94241ab04843cb055cbc72bec0810.png:ey"
-           "JpbWFnZV9ncmlkX3RodyI6W1sxLDE2LDE2XV19")  # fmt: skip
+    ref = (
+        "mmraw:v2:demo01:qwen_vl:f9befd6e9938d4aabeff6b1025313139:image:f531b9e47004fccda30d996ca0bf046cd4f9"
+        "4241ab04843cb055cbc72bec0810:f531b9e47004fccda30d996ca0bf046cd4f94241ab04843cb055cbc72bec0810.png:ey"
+        "JpbWFnZV9ncmlkX3RodyI6W1sxLDE2LDE2XV19"
+    )
     h = "f531b9e47004fccda30d996ca0bf046cd4f94241ab04843cb055cbc72bec0810"
     key = cache_key(ref, "image", h, 64, "Qwen/Qwen3-VL-8B-Instruct", "f9befd6e9938d4aabeff6b1025313139")
     assert key == "db89941cdca95e80eca743df40883006353e17adabd5855652f9c079ae10c21b"

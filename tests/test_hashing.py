@@ -8,12 +8,12 @@ import io
 import blake3
 import numpy as np
 import pytest
-from conftest import golden
 from hypothesis import given
 from hypothesis import strategies as st
-from images import encode, make_image
 from PIL import Image
 
+from conftest import golden
+from images import encode, make_image
 from rawmm import IntegrityError, RefFormatError
 from rawmm.hashing import fingerprint_bytes, fingerprint_file, pixel_fingerprint, verify
 from rawmm.interop import sglang_content_hash, sglang_mm_hash, vllm_mm_hash
@@ -138,10 +138,17 @@ def test_vllm_examples_from_spec() -> None:
         == "50ecd9d2e5f2690a876eecf8015692dbe56563b97781d4259ff4a9d9aa67fd28"
     )
     stream = b"".join(
-        [len(b"image").to_bytes(8, "little") + b"image", b"\x03", len(b"image").to_bytes(8, "little") + b"image",
-         b"\x03", (5).to_bytes(8, "little") + b"hello", (8).to_bytes(8, "little") + b"model_id", b"\x03",
-         (1).to_bytes(8, "little") + b"m"]
-    )  # fmt: skip
+        [
+            len(b"image").to_bytes(8, "little") + b"image",
+            b"\x03",
+            len(b"image").to_bytes(8, "little") + b"image",
+            b"\x03",
+            (5).to_bytes(8, "little") + b"hello",
+            (8).to_bytes(8, "little") + b"model_id",
+            b"\x03",
+            (1).to_bytes(8, "little") + b"m",
+        ]
+    )
     assert vllm_mm_hash(b"hello", model_id="m") == blake3.blake3(stream).hexdigest()
     assert vllm_mm_hash(b"hello", model_id="m", algorithm="sha512") == hashlib.sha512(stream).hexdigest()
     # unparsable or non-image bytes never raise; EXIF orientation alone keeps the bytes path

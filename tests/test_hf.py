@@ -53,10 +53,16 @@ def test_qwen_dict_for_every_input_type(tmp_path: Path, name: str) -> None:
 
 def test_from_pretrained_matches_auto_image_processor(tmp_path: Path) -> None:
     cfg = {
-        "min_pixels": 3136, "max_pixels": 200704, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
-    }  # fmt: skip
+        "min_pixels": 3136,
+        "max_pixels": 200704,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(cfg))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
     ref = AutoImageProcessor.from_pretrained(tmp_path, backend="pil")

@@ -45,7 +45,7 @@ def composite(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-@settings(max_examples=30)
+@settings(max_examples=60)
 @given(
     w=st.integers(1, 1500),
     h=st.integers(1, 1500),

@@ -31,8 +31,15 @@ def test_worked_example_is_byte_identical() -> None:
     assert ref.run_id == "demo01"
     assert ref.to_string() == REF and len(REF) == 237
     assert RawMMRef.parse(REF) == ref and hash(RawMMRef.parse(REF)) == hash(ref)
-    kimi = RawMMRef("demo01", "kimi_k25", "6458b2b215d334c0385058a4d628ed3f", "vision_chunk", H, f"{H}.png",
-                    {"grid_thws": [[1, 2, 2]], "num_media_tokens": 1})  # fmt: skip
+    kimi = RawMMRef(
+        "demo01",
+        "kimi_k25",
+        "6458b2b215d334c0385058a4d628ed3f",
+        "vision_chunk",
+        H,
+        f"{H}.png",
+        {"grid_thws": [[1, 2, 2]], "num_media_tokens": 1},
+    )
     assert kimi.to_string().endswith(":eyJncmlkX3Rod3MiOltbMSwyLDJdXSwibnVtX21lZGlhX3Rva2VucyI6MX0")
 
 
@@ -51,7 +58,7 @@ def test_ref_is_immutable_and_payload_frozen() -> None:
     ext=st.sampled_from(["png", "jpg", "webp", "gif", "bmp", "tiff", "img"]),
 )
 def test_v2_round_trip(run: str, grid: tuple[int, int, int], ext: str) -> None:
-    if run in ("run_",) or run.startswith("run_") and len(run) == 4:
+    if run in ("run_",) or (run.startswith("run_") and len(run) == 4):
         return
     ref = RawMMRef(run, "qwen_vl", FP, "image", H, f"{H}.{ext}", {"image_grid_thw": [list(grid)]})
     text = ref.to_string()
@@ -115,8 +122,14 @@ def test_legacy_forms() -> None:
         RawMMRef.parse(f"mmraw:v1:abc:{FP}:video:{H}:{H}.png:1x16x16")
     with pytest.raises(RefFormatError):
         RawMMRef.parse(f"mmraw:v1:abc:{FP}:image:{H}:{H}.png:1x0x16")
-    obj = {"family": "qwen_vl", "fingerprint": FP, "modality": "image", "mm_hash": H,
-           "payload": {"image_grid_thw": [[1, 16, 16]]}, "raw_uri": URI}  # fmt: skip
+    obj = {
+        "family": "qwen_vl",
+        "fingerprint": FP,
+        "modality": "image",
+        "mm_hash": H,
+        "payload": {"image_grid_thw": [[1, 16, 16]]},
+        "raw_uri": URI,
+    }
     v3 = RawMMRef.parse("mmraw:v3:" + b64u(obj))
     assert v3.raw_image_uri == URI and v3.run_id is None and v3.raw_image_id is None
     assert (
@@ -133,8 +146,10 @@ def test_legacy_forms() -> None:
     assert ref.fingerprint is None and ref.to_string("json") == "mmraw:" + cjson(unwrapped)
     assert RawMMRef.parse(ref.to_string("json")) == ref
     data = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
-    inline = RawMMRef.parse("mmraw:" + json.dumps({**{k: v for k, v in unwrapped.items() if k != "raw_image_uri"},
-                                                   "raw_image_data": data}))  # fmt: skip
+    inline = RawMMRef.parse(
+        "mmraw:"
+        + json.dumps({**{k: v for k, v in unwrapped.items() if k != "raw_image_uri"}, "raw_image_data": data})
+    )
     assert inline.raw_image_data == data
     for bad_uri in ("http://x/a.png", "file://host/a.png", "file:///a.png?x=1", "file://relative.png"):
         with pytest.raises(RefFormatError):
@@ -148,8 +163,14 @@ def test_legacy_forms() -> None:
 
 
 def test_envelope_round_trip_and_validation() -> None:
-    item = raw_mm_item(modality="image", family="qwen_vl", layout_fingerprint=FP,
-                       payload={"image_grid_thw": [[1, 16, 16]]}, raw_uri=URI, raw_image_id=f"{H}.png")  # fmt: skip
+    item = raw_mm_item(
+        modality="image",
+        family="qwen_vl",
+        layout_fingerprint=FP,
+        payload={"image_grid_thw": [[1, 16, 16]]},
+        raw_uri=URI,
+        raw_image_id=f"{H}.png",
+    )
     assert item["_prime_rl_image_ref"] == "raw_image"
     parsed = parse_raw_mm_item(item)
     assert parsed.has_ref and parsed.raw_image_id == f"{H}.png" and parsed.feature_modality == "image"
@@ -188,8 +209,13 @@ def test_envelope_round_trip_and_validation() -> None:
 
 
 def test_pruned_envelopes() -> None:
-    pruned = {"kind": "prime_raw_mm_item", "family": "kimi_k25", "vllm_modality": "vision_chunk",
-              "payload": {"grid_thws": [[1, 2, 2]]}, "raw_image_uri": URI}  # fmt: skip
+    pruned = {
+        "kind": "prime_raw_mm_item",
+        "family": "kimi_k25",
+        "vllm_modality": "vision_chunk",
+        "payload": {"grid_thws": [[1, 2, 2]]},
+        "raw_image_uri": URI,
+    }
     with pytest.raises(RefFormatError):
         parse_raw_mm_item(pruned)
     with pytest.raises(RefFormatError):

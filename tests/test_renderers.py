@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import renderers
+
 from conftest import qwen_reference
 from images import encode, make_image
-
 from rawmm import Layout
 from rawmm.adapters import adapter_for
 from rawmm.hf import ImageProcessor
@@ -19,10 +19,20 @@ from rawmm.renderer import GridProcessor, attach_refs, describe_for_renderer
 from rawmm.store import AssetStore
 
 SPECIAL = [
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>", "</tool_call>", "<tool_response>",
-    "</tool_response>", "<think>", "</think>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
     "<|video_pad|>",
-]  # fmt: skip
+]
 
 
 def small_tokenizer():  # type: ignore[no-untyped-def]
@@ -51,15 +61,21 @@ def conversation(tmp_path: Path) -> list[dict]:
         paths.append(p)
     return [
         {"role": "system", "content": "You look at pictures."},
-        {"role": "user", "content": [
-            {"type": "text", "text": "Compare these: "},
-            {"type": "image", "image": str(paths[0])},
-            {"type": "image", "image": str(paths[1])},
-            {"type": "text", "text": "and say which is brighter."},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these: "},
+                {"type": "image", "image": str(paths[0])},
+                {"type": "image", "image": str(paths[1])},
+                {"type": "text", "text": "and say which is brighter."},
+            ],
+        },
         {"role": "assistant", "content": "The first one."},
-        {"role": "user", "content": [{"type": "image", "image": str(paths[2])}, {"type": "text", "text": "And this?"}]},
-    ]  # fmt: skip
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": str(paths[2])}, {"type": "text", "text": "And this?"}],
+        },
+    ]
 
 
 def render(tokenizer, processor, messages):  # type: ignore[no-untyped-def]
@@ -93,8 +109,9 @@ def test_renderer_with_descriptors(tmp_path: Path) -> None:
     assert light.multi_modal_data.mm_placeholders == ref.multi_modal_data.mm_placeholders
     mm = attach_refs(light.multi_modal_data, messages, adapter, store)
     pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    for holder, item, ref_text in zip(mm["mm_placeholders"]["image"], mm["mm_items"]["image"], mm["refs"]["image"],
-                                      strict=True):  # fmt: skip
+    for holder, item, ref_text in zip(
+        mm["mm_placeholders"]["image"], mm["mm_items"]["image"], mm["refs"]["image"], strict=True
+    ):
         ids = light.token_ids[holder["offset"] : holder["offset"] + holder["length"]]
         assert ids == [pad] * holder["length"]
         out = adapter.materialize(ref_text, store=store)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from images import encode, make_image
 from PIL import Image
 
+from images import encode, make_image
 from rawmm import (
     AssetNotFoundError,
     ImageDecodeError,

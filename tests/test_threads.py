@@ -71,3 +71,10 @@ def test_two_threads_pack_concurrently() -> None:
     overlap = sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in spans[0] for b0, b1 in spans[1])
     busy = sum(b - a for a, b in spans[0])
     assert overlap > 0.5 * busy, (overlap, busy)
+
+
+def test_fingerprint_releases_the_gil() -> None:
+    from rawmm.hashing import fingerprint_bytes
+
+    data = np.random.default_rng(3).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
+    assert progress_while(lambda: [fingerprint_bytes(data) for _ in range(8)]) > 0.5

@@ -1,9 +1,21 @@
+import os
 from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_SIDE", "ImageLayout", "LayoutCore", "read_header", "resize_bicubic"]
+__all__ = [
+    "MAX_SIDE",
+    "ImageLayout",
+    "LayoutCore",
+    "encode_png",
+    "fingerprint_bytes",
+    "fingerprint_file",
+    "hash_chunks",
+    "pixel_fingerprint",
+    "read_header",
+    "resize_bicubic",
+]
 
 MAX_SIDE: int
 
@@ -103,3 +115,15 @@ def resize_bicubic(
     resize_compat: str = "pillow13",
     threads: int | None = None,
 ) -> npt.NDArray[np.uint8]: ...
+def fingerprint_bytes(data: Any) -> str: ...
+def fingerprint_file(path: str | os.PathLike[str]) -> str: ...
+def hash_chunks(chunks: list[Any]) -> str: ...
+def pixel_fingerprint(mode: str, width: int, height: int, pixels: Any) -> str: ...
+def encode_png(
+    mode: str,
+    width: int,
+    height: int,
+    data: Any,
+    palette: bytes | None = None,
+    trns: bytes | None = None,
+) -> bytes: ...

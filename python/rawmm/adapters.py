@@ -37,7 +37,7 @@ from .refs import (
     payload_grid,
     raw_mm_item,
 )
-from .store import AssetStore, decode_data_url, extension_of
+from .store import AssetStore, decode_data_url
 
 __all__ = [
     "Adapter",
@@ -152,7 +152,7 @@ class Adapter:
         """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored first
         unless it already is an asset of the store."""
         store = store if store is not None else AssetStore.from_env()
-        data, stored_path = _source_bytes(store, source)
+        data = _source_bytes(store, source)
         ext, raw_w, raw_h, orientation = _core.read_header(data)
         if raw_w * raw_h > store.max_pixels:
             raise LimitExceededError(f"{raw_w}x{raw_h} pixels exceed the cap of {store.max_pixels}")
@@ -160,11 +160,12 @@ class Adapter:
         width, height = (raw_h, raw_w) if swap else (raw_w, raw_h)
         lay = self.layout.image(width, height)  # invalid geometry is refused before storing
         mm_hash = fingerprint_bytes(data)
-        name = f"{mm_hash}.{extension_of(data)}"
-        asset = store.find(mm_hash) if stored_path is not None and stored_path.name == name else None
+        name = f"{mm_hash}.{ext}"
+        # Already an asset: nothing to write (every read verifies the hash anyway).
+        asset = store.existing(name, len(data))
         if asset is None:
             store.backend.write(name, data, mm_hash)
-            asset = store.find(mm_hash)
+            asset = store.existing(name, len(data))
             assert asset is not None
         return Descriptor(
             mm_hash=mm_hash,
@@ -298,7 +299,7 @@ class Adapter:
             seen[key] = d
             by_hash.setdefault(d.mm_hash, d)
         out: dict[str, Any] = {"mm_items": {}, "mm_hashes": {}, "mm_placeholders": {}}
-        missing = []
+        missing: list[str] = []
         for fm, items in mm["mm_items"].items():
             hashes, holders = mm["mm_hashes"].get(fm, []), mm["mm_placeholders"].get(fm, [])
             if not (len(items) == len(hashes) == len(holders)):
@@ -309,19 +310,20 @@ class Adapter:
                     new_items.append(dict(item))
                     continue
                 parsed = parse_raw_mm_item(item)
-                d = by_hash.get(h) or self._from_store(store, h)
-                if d is None:
+                found = by_hash.get(h) or self._from_store(store, h)
+                if found is None:
                     missing.append(h)
                     new_items.append(dict(item))
                     continue
-                if (
-                    tuple(payload_grid(parsed.family, parsed.payload)) != d.grid_thw
-                    or d.family != parsed.family
-                ):
+                grid = payload_grid(parsed.family, parsed.payload)
+                if grid != found.grid_thw or found.family != parsed.family:
                     raise LayoutError(f"image {h}: grid or family differs from the described image")
-                new_items.append(
-                    {**item, "raw_uri": d.raw_image_uri, "raw_image_id": d.asset_id, MARKER_KEY: MARKER}
-                )
+                ref_keys = {
+                    "raw_uri": found.raw_image_uri,
+                    "raw_image_id": found.asset_id,
+                    MARKER_KEY: MARKER,
+                }
+                new_items.append({**item, **ref_keys})
             out["mm_items"][fm] = new_items
             out["mm_hashes"][fm] = list(hashes)
             out["mm_placeholders"][fm] = list(holders)
@@ -345,7 +347,7 @@ class QwenVLAdapter(Adapter):
         return {"image_grid_thw": [list(image_layout.grid_thw)]}
 
     def placeholder_length(self, grid: tuple[int, int, int]) -> int:
-        m = self.layout.knobs["merge_size"]
+        m: int = self.layout.knobs["merge_size"]
         return grid[0] * grid[1] * grid[2] // (m * m)
 
 
@@ -365,15 +367,14 @@ def adapter_for(layout: Layout) -> Adapter:
     return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
 
 
-def _source_bytes(store: AssetStore, source: Any) -> tuple[bytes, Any]:
-    """The source's exact bytes, and its real path when it is a file."""
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        return store.source_bytes(source), None
-    if isinstance(source, str | os.PathLike) and not (isinstance(source, str) and source.startswith("data:")):
-        path = store.allowed_path(source)
-        return store.source_bytes(path), path
+def _source_bytes(store: AssetStore, source: Any) -> bytes:
+    """The source's exact bytes (files and file:// URIs only under the allowed roots)."""
+    if isinstance(source, str | os.PathLike) and not (
+        isinstance(source, str) and source.startswith(("data:", "http://", "https://"))
+    ):
+        return store.read_allowed(source)
     if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str):
-        return store.source_bytes(source), None
+        return store.source_bytes(source)
     raise ImageDecodeError(f"cannot describe a {type(source).__name__}")
 
 
@@ -389,7 +390,7 @@ def _as_mm_dict(mm: Any) -> dict[str, dict[str, list[Any]]]:
 
 
 def _image_parts(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    parts = []
+    parts: list[Mapping[str, Any]] = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, list):

@@ -18,7 +18,7 @@ def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
     """--store DIR, else AssetStore.from_env(), else a temporary store."""
     from .store import AssetStore
 
-    roots = [*extra_roots]
+    roots: list[str | os.PathLike[str]] = [*extra_roots]
     if store_dir:
         base = AssetStore(store_dir)
         return AssetStore(store_dir, allowed_roots=[*roots, str(base.images_dir)])
@@ -44,7 +44,7 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def describe(model: str, store_dir: str | None, files: tuple[str, ...]) -> None:
     """One JSON line of Descriptor fields per file (header read and hash only)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from .adapters import adapter_for
     from .layout import Layout
@@ -79,7 +79,7 @@ def materialize(ref: str, model: str, store_dir: str | None, output: str) -> Non
 
     store = AssetStore(store_dir) if store_dir else AssetStore.from_env()
     out = adapter_for(Layout.preset(model)).materialize(ref, store=store)
-    np.savez(output, **out.as_hf_dict())
+    np.savez(output, **out.as_hf_dict())  # type: ignore[arg-type]
     click.echo(
         json.dumps({"output": output, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
     )

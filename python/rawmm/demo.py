@@ -115,7 +115,8 @@ def run(print_: Any = print) -> list[dict[str, Any]]:
                     parity,
                 )
             )
-    print_(f"\nexample ref ({len(rows[0]['ref'])} characters instead of a float32 tensor):\n{rows[0]['ref']}")
+    example = str(rows[0]["ref"])
+    print_(f"\nexample ref ({len(example)} characters instead of a float32 tensor):\n{example}")
     return rows
 
 
@@ -143,7 +144,8 @@ def bench(print_: Any = print, repeat: int = 7) -> None:
             data = path.read_bytes()
             t_pix = med(lambda: layout.pixel_values(data))  # noqa: B023
             ref = reference(layout)
-            msg = f"{path.name:<14} {name:<11} describe {t_desc * 1e3:7.3f} ms   pixel_values {t_pix * 1e3:7.2f} ms"
+            msg = f"{path.name:<14} {name:<11} describe {t_desc * 1e3:7.3f} ms"
+            msg += f"   pixel_values {t_pix * 1e3:7.2f} ms"
             if ref is not None:
                 im = decode(data)
                 t_ref = med(lambda: ref(images=[im], return_tensors="np"))  # noqa: B023

@@ -39,7 +39,7 @@ def _value(v: Any, out: list[bytes]) -> None:
     elif isinstance(v, np.ndarray):
         out.append(b"\x03" + _frame(b"ndarray"))
         arr = np.ascontiguousarray(v)
-        _value({"dtype": arr.dtype.str, "shape": tuple(arr.shape), "data": memoryview(arr).cast("B")}, out)
+        _value({"dtype": arr.dtype.str, "shape": tuple(arr.shape), "data": arr.tobytes()}, out)
     elif isinstance(v, list | tuple):
         out.append(b"\x01" + _u64(len(v)))
         for e in v:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote_from_bytes, unquote, urlsplit
 
 from .errors import LayoutError, LimitExceededError, RefFormatError
 
@@ -408,9 +408,8 @@ class RawMMRef:
         }[form]
         keys = set(obj)
         if not required <= keys or not keys <= required | optional:
-            raise RefFormatError(
-                f"{form} ref keys: missing {sorted(required - keys)}, unknown {sorted(keys - required - optional)}"
-            )
+            unknown = sorted(keys - required - optional)
+            raise RefFormatError(f"{form} ref keys: missing {sorted(required - keys)}, unknown {unknown}")
         if not isinstance(obj["payload"], dict):
             raise RefFormatError("payload must be a JSON object")
         for key in ("raw_image_uri", "raw_uri", "raw_image_data", "run_id", "raw_image_id"):
@@ -625,7 +624,5 @@ def descriptor_only(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def file_uri(path: str | os.PathLike[str]) -> str:
-    """Percent-encoded `file://` URI of an absolute path."""
-    from pathlib import Path
-
-    return Path(os.path.abspath(path)).as_uri()
+    """Percent-encoded `file://` URI of an absolute path (as `Path.as_uri`)."""
+    return "file://" + quote_from_bytes(os.fsencode(os.path.abspath(path)))

@@ -17,7 +17,7 @@ import stat
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,7 +150,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _read_capped(path: Path, max_bytes: int, *, follow: bool = True) -> bytes:
+def read_capped(path: Path, max_bytes: int, *, follow: bool = True) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
@@ -166,7 +166,8 @@ def _read_capped(path: Path, max_bytes: int, *, follow: bool = True) -> bytes:
             raise UnsafePathError(f"not a regular file: {path}", str(path))
         if st.st_size > max_bytes:
             raise LimitExceededError(f"{path}: {st.st_size} bytes exceed the cap of {max_bytes}")
-        data = f.read(max_bytes + 1)
+        # One read; a file that grew since stat() still cannot pass the cap.
+        data = f.read(min(st.st_size, max_bytes) + 1)
     if len(data) > max_bytes:
         raise LimitExceededError(f"{path}: more than {max_bytes} bytes")
     return data
@@ -186,7 +187,7 @@ class LocalBackend:
         return real
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        return _read_capped(self.locate(name), max_bytes)
+        return read_capped(self.locate(name), max_bytes)
 
     def write(self, name: str, data: bytes, mm_hash: str) -> None:
         final = self.images_dir / name
@@ -199,7 +200,7 @@ class LocalBackend:
                 raise UnsafePathError(f"existing asset is not a regular file: {final}", str(final))
             if st.st_size == len(data):
                 try:
-                    verify(_read_capped(final, len(data), follow=False), mm_hash)
+                    verify(read_capped(final, len(data), follow=False), mm_hash)
                 except RawmmError:
                     pass  # corrupt copy: replaced atomically below
                 else:
@@ -241,7 +242,7 @@ class AssetStore:
         root: str | os.PathLike[str],
         *,
         images_subdir: str = "assets/images",
-        allowed_roots: list[str | os.PathLike[str]] | None = None,
+        allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         allow_http: bool = False,
@@ -255,6 +256,7 @@ class AssetStore:
         self.allow_http = allow_http
         self.run_id = None if run_id is None else normalize_run_id(run_id)
         self.backend: Backend = LocalBackend(self.images_dir)
+        self._dir = str(self.images_dir)
 
     def __repr__(self) -> str:
         return f"AssetStore({str(self.images_dir)!r})"
@@ -306,10 +308,8 @@ class AssetStore:
             data = decode_data_url(source, max_bytes=self.max_bytes)
         elif isinstance(source, str) and source.startswith(("http://", "https://")):
             data = self._fetch(source)
-        elif isinstance(source, str) and source.startswith("file://"):
-            data = _read_capped(self.allowed_path(source), self.max_bytes)
         elif isinstance(source, str | os.PathLike):
-            data = _read_capped(self.allowed_path(source), self.max_bytes)
+            data = self.read_allowed(source)
         else:
             raise ImageDecodeError(f"cannot store a {type(source).__name__}")
         if len(data) > self.max_bytes:
@@ -319,7 +319,7 @@ class AssetStore:
     def _fetch(self, url: str) -> bytes:
         if not self.allow_http:
             raise UnsafePathError(f"http(s) sources need allow_http=True: {url}", url)
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 — opt-in, capped below
+        with urllib.request.urlopen(url, timeout=30) as resp:
             data: bytes = resp.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
             raise LimitExceededError(f"{url}: more than {self.max_bytes} bytes")
@@ -343,6 +343,32 @@ class AssetStore:
             raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
         return real
 
+    def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
+        """The bytes of a file under the allowed roots, capped. The check is made on the file
+        actually opened (its /proc/self/fd link), so a swapped symlink cannot slip through."""
+        if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
+            return read_capped(self.allowed_path(path_or_uri), self.max_bytes)
+        raw = os.fspath(path_or_uri)
+        if "\0" in raw or not os.path.isdir("/proc/self/fd"):
+            return read_capped(self.allowed_path(raw), self.max_bytes)
+        try:
+            fd = os.open(raw, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise AssetNotFoundError(f"no such file: {raw}", raw) from None
+        with os.fdopen(fd, "rb") as f:
+            real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if not any(_inside(real, root) for root in self.allowed_roots):
+                raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePathError(f"not a regular file: {raw}", raw)
+            if st.st_size > self.max_bytes:
+                raise LimitExceededError(f"{raw}: {st.st_size} bytes exceed the cap of {self.max_bytes}")
+            data = f.read(min(st.st_size, self.max_bytes) + 1)
+        if len(data) > self.max_bytes:
+            raise LimitExceededError(f"{raw}: more than {self.max_bytes} bytes")
+        return data
+
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
         """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
         if not isinstance(asset_id_or_uri, str):
@@ -350,7 +376,7 @@ class AssetStore:
         if asset_id_or_uri.startswith("file://"):
             path = self.allowed_path(asset_id_or_uri)
             name = path.name
-            data = _read_capped(path, self.max_bytes)
+            data = read_capped(path, self.max_bytes)
         else:
             name = asset_id_or_uri
             if not _READ_ID.fullmatch(name):
@@ -379,9 +405,20 @@ class AssetStore:
                 return self._asset(name, mm_hash, st.st_size)
         return None
 
+    def existing(self, name: str, size: int) -> Asset | None:
+        """The asset stored under `name` when it is a regular file of `size` bytes."""
+        path = os.path.join(self._dir, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return None
+        return self._asset(name, name.split(".")[0], size)
+
     def _asset(self, name: str, mm_hash: str, size: int) -> Asset:
-        path = self.images_dir / name
-        return Asset(asset_id=name, mm_hash=mm_hash, uri=file_uri(path), path=path, size=size)
+        path = os.path.join(self._dir, name)
+        return Asset(asset_id=name, mm_hash=mm_hash, uri=file_uri(path), path=Path(path), size=size)
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -407,7 +444,7 @@ class AssetStore:
                 problems.append(f"{name}: foreign name, cannot verify")
                 continue
             try:
-                data = _read_capped(path, max(self.max_bytes, st.st_size), follow=False)
+                data = read_capped(path, max(self.max_bytes, st.st_size), follow=False)
             except RawmmError as e:
                 problems.append(f"{name}: {e}")
                 continue

@@ -1,0 +1,52 @@
+"""The `rawmm` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from images import encode, make_image
+from rawmm import Layout
+from rawmm.cli import main
+
+
+def test_describe_materialize_store(tmp_path: Path) -> None:
+    runner = CliRunner()
+    img = tmp_path / "a.jpg"
+    img.write_bytes(encode(make_image("RGB", 300, 200, "gradient", 1), "JPEG"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    store = tmp_path / "run"
+    res = runner.invoke(main, ["describe", "--model", "qwen3_vl", "--store", str(store), str(img)])
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.output.strip().splitlines()[-1])
+    want = Layout.preset("qwen3_vl").image(300, 200)
+    assert line["grid_thw"] == list(want.grid_thw) and line["asset_id"].endswith(".jpg")
+    res = runner.invoke(main, ["describe", "--model", "qwen3_vl", "--store", str(store), str(img), str(bad)])
+    assert res.exit_code == 1 and "ImageDecodeError" in res.output
+    out = tmp_path / "out.npz"
+    res = runner.invoke(
+        main, ["materialize", line["ref"], "--model", "qwen3_vl", "--store", str(store), "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    with np.load(out) as z:
+        assert set(z.files) == {"pixel_values", "image_grid_thw"} and z["pixel_values"].shape == (
+            14 * 20,
+            1536,
+        )
+    res = runner.invoke(main, ["store", "put", "--store", str(tmp_path / "s2"), str(img)])
+    assert res.exit_code == 0 and json.loads(res.output)["asset_id"] == line["asset_id"]
+    res = runner.invoke(main, ["store", "verify", "--store", str(tmp_path / "s2")])
+    assert res.exit_code == 0
+    (tmp_path / "s2" / "assets" / "images" / "junk.png").write_bytes(b"x")
+    res = runner.invoke(main, ["store", "verify", "--store", str(tmp_path / "s2")])
+    assert res.exit_code == 1 and "foreign" in res.output
+
+
+def test_demo_runs_bit_exact() -> None:
+    res = CliRunner().invoke(main, ["demo"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("bit-exact") == 16 and "DIFFERS" not in res.output
