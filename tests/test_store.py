@@ -171,11 +171,29 @@ def _writer(args: tuple[str, int]) -> list[str]:
     return out
 
 
+def _observer(root: str, stop: str) -> int:
+    """Reads every final name while writers run: each must already be complete and verified."""
+    store = AssetStore(root)
+    seen = 0
+    deadline = time.time() + 60
+    while not os.path.exists(stop) and time.time() < deadline:
+        if store.images_dir.is_dir():
+            for name in os.listdir(store.images_dir):
+                if not name.startswith("."):
+                    store.read(name)  # raises IntegrityError on a partial file
+                    seen += 1
+    return seen
+
+
 def test_concurrent_writers(tmp_path: Path) -> None:
     root = str(tmp_path / "run")
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
+    stop = str(tmp_path / "stop")
+    with ctx.Pool(5) as pool:
+        watcher = pool.apply_async(_observer, (root, stop))
         results = pool.map(_writer, [(root, s) for s in range(8)])
+        Path(stop).touch()
+        assert watcher.get(timeout=90) > 0
     store = AssetStore(root)
     names = {n for r in results for n in r}
     assert len(names) == 60

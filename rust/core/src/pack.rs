@@ -43,11 +43,11 @@ pub fn pack_to_vec<T: Element>(
     out
 }
 
-/// float32 → bfloat16 by round-to-nearest-even on the bit pattern (values are finite).
+/// float32 → bfloat16 bits, round-to-nearest-even (`half`'s conversion; for the finite values
+/// produced here it equals pixels.md §7's `(u + 0x7FFF + ((u >> 16) & 1)) >> 16`).
 #[inline]
 pub fn bf16_bits(x: f32) -> u16 {
-    let u = x.to_bits();
-    ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) as u16
+    half::bf16::from_f32(x).to_bits()
 }
 
 /// `(f32(f64(v) · rescale) − f32(mean)) / f32(std)` for every channel and byte value: exact,
@@ -328,6 +328,28 @@ mod tests {
                     assert_eq!(got.to_bits(), want.to_bits(), "y={py} x={px} c={c}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn bf16_equals_the_spec_formula() {
+        let spec = |x: f32| {
+            let u = x.to_bits();
+            ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) as u16
+        };
+        for c in 0..3 {
+            for v in 0..256u32 {
+                for (m, s) in [(0.5, 0.5), (0.48145466, 0.26862954)] {
+                    let x = ((v as f64 * (1.0 / 255.0)) as f32 - m as f32) / s as f32;
+                    assert_eq!(bf16_bits(x), spec(x), "c={c} v={v}");
+                }
+            }
+        }
+        let mut u = 1u32;
+        for _ in 0..200_000 {
+            u = u.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let x = f32::from_bits(u & 0xBFFF_FFFF); // finite: exponent never all ones
+            assert_eq!(bf16_bits(x), spec(x), "{u:#x}");
         }
     }
 

@@ -67,11 +67,14 @@ pub struct VideoLayout {
     pub second_per_grid_ts: Option<f64>,
 }
 
-fn check_fps(src_fps: f64) -> Result<()> {
+fn check_input(total: u64, width: u64, height: u64, src_fps: f64) -> Result<()> {
     if !(src_fps.is_finite() && src_fps > 0.0) {
         return layout(format!("fps must be a positive finite number, got {src_fps}"));
     }
-    Ok(())
+    if total == 0 {
+        return layout("a video needs at least one frame");
+    }
+    check_size(width, height)
 }
 
 /// `np.linspace(0, total - 1, n).round()` (ties to even; last index forced to `total - 1`).
@@ -136,11 +139,7 @@ pub fn qwen_video(
     height: u64,
     src_fps: f64,
 ) -> Result<VideoLayout> {
-    check_fps(src_fps)?;
-    if total == 0 {
-        return layout("a video needs at least one frame");
-    }
-    check_size(width, height)?;
+    check_input(total, width, height, src_fps)?;
     let tp = g.temporal_patch_size;
     let factor = g.patch_size * g.merge_size;
     let idx = qwen_sample(k, total, src_fps, tp)?;
@@ -226,10 +225,7 @@ pub fn kimi_video(
     height: u64,
     src_fps: f64,
 ) -> Result<VideoLayout> {
-    check_fps(src_fps)?;
-    if total == 0 {
-        return layout("a video needs at least one frame");
-    }
+    check_input(total, width, height, src_fps)?;
     if !(k.sample_fps.is_finite() && k.sample_fps > 0.0)
         || k.temporal_merge_kernel_size == 0
         || k.in_patch_limit_each_frame == 0
