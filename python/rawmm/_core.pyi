@@ -8,6 +8,7 @@ __all__ = [
     "MAX_SIDE",
     "ImageLayout",
     "LayoutCore",
+    "describe_fd",
     "encode_png",
     "fingerprint_bytes",
     "fingerprint_file",
@@ -108,6 +109,7 @@ class LayoutCore:
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
 
 def read_header(data: bytes) -> tuple[str, int, int, int]: ...
+def describe_fd(fd: int, max_bytes: int) -> tuple[str, str, int, int, int, int]: ...
 def resize_bicubic(
     array: npt.NDArray[np.uint8],
     width: int,

@@ -152,21 +152,28 @@ class Adapter:
         """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored first
         unless it already is an asset of the store."""
         store = store if store is not None else AssetStore.from_env()
-        data = _source_bytes(store, source)
-        ext, raw_w, raw_h, orientation = _core.read_header(data)
-        if raw_w * raw_h > store.max_pixels:
-            raise LimitExceededError(f"{raw_w}x{raw_h} pixels exceed the cap of {store.max_pixels}")
-        swap = self.layout.knobs["exif_policy"] == "apply" and orientation >= 5
-        width, height = (raw_h, raw_w) if swap else (raw_w, raw_h)
-        lay = self.layout.image(width, height)  # invalid geometry is refused before storing
-        mm_hash = fingerprint_bytes(data)
-        name = f"{mm_hash}.{ext}"
-        # Already an asset: nothing to write (every read verifies the hash anyway).
-        asset = store.existing(name, len(data))
-        if asset is None:
-            store.backend.write(name, data, mm_hash)
-            asset = store.existing(name, len(data))
-            assert asset is not None
+        if _is_file(source):
+            # Files are hashed in place (memory-mapped) and only read when not yet stored.
+            fd = store.open_allowed(source)
+            try:
+                mm_hash, ext, raw_w, raw_h, orientation, size = _core.describe_fd(fd, store.max_bytes)
+                lay = self._check_header(store, raw_w, raw_h, orientation)
+                asset = store.existing(f"{mm_hash}.{ext}", size)
+                if asset is None:
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        f.seek(0)  # the offset is shared with the hashing pass
+                        data = f.read(store.max_bytes + 1)
+                    asset = self._store(store, data)
+                    mm_hash = asset.mm_hash  # the bytes stored are the bytes described
+            finally:
+                os.close(fd)
+        else:
+            data = _source_bytes(store, source)
+            ext, raw_w, raw_h, orientation = _core.read_header(data)
+            lay = self._check_header(store, raw_w, raw_h, orientation)
+            asset = self._store(store, data)
+            mm_hash = asset.mm_hash
+        width, height = lay.width, lay.height
         return Descriptor(
             mm_hash=mm_hash,
             asset_id=asset.asset_id,
@@ -183,6 +190,28 @@ class Adapter:
             payload=self.payload(lay),
             store_run_id=store.run_id or "explicit",
         )
+
+    def _check_header(self, store: AssetStore, raw_w: int, raw_h: int, orientation: int) -> ImageLayout:
+        """Pixel cap on the claimed size, then the layout of the oriented size (refused before
+        anything is stored)."""
+        if raw_w * raw_h > store.max_pixels:
+            raise LimitExceededError(f"{raw_w}x{raw_h} pixels exceed the cap of {store.max_pixels}")
+        swap = self.layout.knobs["exif_policy"] == "apply" and orientation >= 5
+        return self.layout.image(raw_h, raw_w) if swap else self.layout.image(raw_w, raw_h)
+
+    @staticmethod
+    def _store(store: AssetStore, data: bytes) -> Any:
+        """The asset for these bytes, written unless already stored (reads verify anyway)."""
+        if len(data) > store.max_bytes:
+            raise LimitExceededError(f"{len(data)} bytes exceed the cap of {store.max_bytes}")
+        mm_hash = fingerprint_bytes(data)
+        ext = _core.read_header(data)[0]
+        asset = store.existing(f"{mm_hash}.{ext}", len(data))
+        if asset is None:
+            store.backend.write(f"{mm_hash}.{ext}", data, mm_hash)
+            asset = store.existing(f"{mm_hash}.{ext}", len(data))
+            assert asset is not None
+        return asset
 
     def item(self, descriptor: Descriptor, *, with_ref: bool = True) -> dict[str, Any]:
         """The `prime_raw_mm_item` envelope."""
@@ -367,12 +396,14 @@ def adapter_for(layout: Layout) -> Adapter:
     return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
 
 
+def _is_file(source: Any) -> bool:
+    if isinstance(source, str):
+        return not source.startswith(("data:", "http://", "https://"))
+    return isinstance(source, os.PathLike)
+
+
 def _source_bytes(store: AssetStore, source: Any) -> bytes:
-    """The source's exact bytes (files and file:// URIs only under the allowed roots)."""
-    if isinstance(source, str | os.PathLike) and not (
-        isinstance(source, str) and source.startswith(("data:", "http://", "https://"))
-    ):
-        return store.read_allowed(source)
+    """The exact bytes of a non-file source."""
     if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str):
         return store.source_bytes(source)
     raise ImageDecodeError(f"cannot describe a {type(source).__name__}")

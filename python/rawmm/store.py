@@ -343,20 +343,23 @@ class AssetStore:
             raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
         return real
 
-    def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
-        """The bytes of a file under the allowed roots, capped. The check is made on the file
-        actually opened (its /proc/self/fd link), so a swapped symlink cannot slip through."""
+    def open_allowed(self, path_or_uri: str | os.PathLike[str]) -> int:
+        """An open descriptor of a regular file under the allowed roots, within the byte cap.
+        The roots are checked on the file actually opened (its /proc/self/fd link where
+        available), so a symlink swapped after the check cannot slip through."""
         if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
-            return read_capped(self.allowed_path(path_or_uri), self.max_bytes)
-        raw = os.fspath(path_or_uri)
-        if "\0" in raw or not os.path.isdir("/proc/self/fd"):
-            return read_capped(self.allowed_path(raw), self.max_bytes)
+            raw = str(self.allowed_path(path_or_uri))
+        else:
+            raw = os.fspath(path_or_uri)
+            if "\0" in raw:
+                raise UnsafePathError("NUL in path", raw)
         try:
             fd = os.open(raw, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise AssetNotFoundError(f"no such file: {raw}", raw) from None
-        with os.fdopen(fd, "rb") as f:
-            real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        try:
+            link = f"/proc/self/fd/{fd}"
+            real = Path(os.readlink(link)) if os.path.islink(link) else Path(os.path.realpath(raw))
             if not any(_inside(real, root) for root in self.allowed_roots):
                 raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
             st = os.fstat(fd)
@@ -364,9 +367,17 @@ class AssetStore:
                 raise UnsafePathError(f"not a regular file: {raw}", raw)
             if st.st_size > self.max_bytes:
                 raise LimitExceededError(f"{raw}: {st.st_size} bytes exceed the cap of {self.max_bytes}")
-            data = f.read(min(st.st_size, self.max_bytes) + 1)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
+        """The bytes of a file under the allowed roots, read once, capped."""
+        with os.fdopen(self.open_allowed(path_or_uri), "rb") as f:
+            data = f.read(min(os.fstat(f.fileno()).st_size, self.max_bytes) + 1)
         if len(data) > self.max_bytes:
-            raise LimitExceededError(f"{raw}: more than {self.max_bytes} bytes")
+            raise LimitExceededError(f"{path_or_uri}: more than {self.max_bytes} bytes")
         return data
 
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
