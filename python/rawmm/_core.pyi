@@ -107,6 +107,15 @@ class LayoutCore:
         bfloat16: bool = False,
         threads: int | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
+    def frames_pixel_values(
+        self,
+        frames: list[Any],
+        resized: tuple[int, int],
+        padded: tuple[int, int],
+        *,
+        bfloat16: bool = False,
+        threads: int | None = None,
+    ) -> np.ndarray: ...
 
 def read_header(data: bytes) -> tuple[str, int, int, int]: ...
 def describe_fd(fd: int, max_bytes: int) -> tuple[str, str, int, int, int, int]: ...

@@ -426,3 +426,50 @@ class Layout:
         from .pixels import pixel_values
 
         return pixel_values(self, images, dtype=dtype, threads=threads)
+
+    def video_pixel_values(
+        self,
+        frames: Sequence[ImageInput],
+        *,
+        fps: float | None = None,
+        dtype: str = "float32",
+        threads: int | None = None,
+    ) -> PixelValues:
+        """`pixel_values` of a video: `frames` are all of its decoded frames (one size), `fps`
+        the source rate. Frames are sampled and sized by `video(...)`, each resized with
+        Pillow-exact BICUBIC and normalised like an image (pixels.md §6), then packed: Qwen in
+        temporal groups (an odd count repeats the last frame), Kimi frame after frame."""
+        from .pixels import _check_options, to_array
+
+        _check_options(dtype, threads)
+        k = self._knobs
+        arrays = [
+            to_array(f, exif=k["exif_policy"] == "apply", composite=k["alpha_policy"] == "composite_white")
+            for f in frames
+        ]
+        if not arrays:
+            raise LayoutError("a video needs at least one frame")
+        first = arrays[0]
+        w, h = (first.shape[1], first.shape[0]) if isinstance(first, np.ndarray) else (first[2], first[3])
+        v = self.video(len(arrays), w, h, fps=fps)
+        sampled = [arrays[i] for i in v.frame_indices]
+        if v.chunks is not None:  # Kimi: every chunk shares the frame size
+            _, _, (_, gh, gw), _ = v.chunks[0]
+            padded = (gw * k["patch_size"], gh * k["patch_size"])
+            grid = np.array([c[2] for c in v.chunks], dtype=np.int64)
+            tokens = [c[3] for c in v.chunks]
+        else:
+            assert v.grid_thw is not None
+            padded = (v.resized_width, v.resized_height)
+            grid = np.array([v.grid_thw], dtype=np.int64)
+            tokens = [v.num_tokens]
+        values = self._core.frames_pixel_values(
+            sampled,
+            (v.resized_width, v.resized_height),
+            padded,
+            bfloat16=dtype == "bfloat16",
+            threads=threads,
+        )
+        from .pixels import PixelValues
+
+        return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)

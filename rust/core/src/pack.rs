@@ -184,6 +184,84 @@ fn pack_qwen_band<T: Element, const CH: usize>(
     }
 }
 
+/// Qwen video (pixels.md §4): `frames` (sampled, one size) resized to (`rw`, `rh`) and packed
+/// in groups of `temporal`; an incomplete last group repeats the last frame. Output rows are
+/// group by group, each group in the image's merge-block order.
+#[allow(clippy::too_many_arguments)]
+pub fn pack_qwen_video<T: Element>(
+    frames: &[Job],
+    (patch, merge, temporal): (usize, usize, usize),
+    lut: &[[T; 256]; 3],
+    compat: ResizeCompat,
+    out: &mut [MaybeUninit<T>],
+    parallel: bool,
+) {
+    let packing = Packing::Qwen { patch, merge, temporal };
+    let (rw, rh) = (frames[0].resized_width, frames[0].resized_height);
+    let groups = frames.len().div_ceil(temporal);
+    assert_eq!(out.len(), groups * packing.len(rw, rh), "output slice has the wrong length");
+    let resizers: Vec<RowResizer> = frames
+        .iter()
+        .map(|f| RowResizer::new(f.rgb, f.channels, true, (f.width, f.height), (rw, rh), compat, parallel))
+        .collect();
+    let ch = resizers[0].channels();
+    assert!(resizers.iter().all(|r| r.channels() == ch), "frames must share one channel layout");
+    let band_rows = patch * merge;
+    let band_len = packing.len(rw, band_rows);
+    let bands_per_group = rh / band_rows;
+    let row_bytes = resizers[0].row_bytes();
+    let work = |(bufs, row): &mut (Vec<Vec<u8>>, Vec<T>), (i, chunk): (usize, &mut [MaybeUninit<T>])| {
+        let (tg, band) = (i / bands_per_group, i % bands_per_group);
+        bufs.resize(temporal, Vec::new());
+        for (t, buf) in bufs.iter_mut().enumerate() {
+            let f = (tg * temporal + t).min(frames.len() - 1);
+            buf.resize(band_rows * row_bytes, 0);
+            resizers[f].rows(band * band_rows, buf);
+        }
+        if ch == 4 {
+            pack_video_band::<T, 4>(bufs, rw, patch, merge, lut, chunk, row);
+        } else {
+            pack_video_band::<T, 3>(bufs, rw, patch, merge, lut, chunk, row);
+        }
+        store_fence();
+    };
+    if parallel {
+        out.par_chunks_mut(band_len).enumerate().for_each_init(Default::default, work);
+    } else {
+        let mut scratch = Default::default();
+        out.chunks_mut(band_len).enumerate().for_each(|item| work(&mut scratch, item));
+    }
+}
+
+/// One merge-block row of a frame group: `bands[t]` is frame t's band.
+fn pack_video_band<T: Element, const CH: usize>(
+    bands: &[Vec<u8>],
+    w: usize,
+    p: usize,
+    m: usize,
+    lut: &[[T; 256]; 3],
+    chunk: &mut [MaybeUninit<T>],
+    row: &mut Vec<T>,
+) {
+    let (pp, temporal) = (p * p, bands.len());
+    let row_len = 3 * temporal * pp;
+    row.resize(row_len, T::default());
+    for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
+        let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
+        let x0 = (bw * m + iw) * p;
+        for (k, block) in row.chunks_exact_mut(pp).enumerate() {
+            let (c, t) = (k / temporal, k % temporal);
+            for (y, seg) in block.chunks_exact_mut(p).enumerate() {
+                let src = &bands[t][((ih * p + y) * w + x0) * CH..][..p * CH];
+                for (d, px) in seg.iter_mut().zip(src.chunks_exact(CH)) {
+                    *d = lut[c][px[c] as usize];
+                }
+            }
+        }
+        stream_store(out, row);
+    }
+}
+
 /// Copies `src` into `dst` with non-temporal stores where aligned: the output is far larger
 /// than the caches, and streaming stores skip reading each line before writing it.
 fn stream_store<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
@@ -294,6 +372,59 @@ mod tests {
             let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
             let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
             assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
+        }
+    }
+
+    #[test]
+    fn qwen_video_closed_form_with_odd_frames() {
+        // pixels.md §4 video form; 3 frames → groups (0, 1) and (2, 2).
+        let (w, h, p, m, t) = (8, 8, 2, 2, 2);
+        let frames: Vec<Vec<u8>> =
+            (0..3).map(|f| (0..w * h * 3).map(|v| ((v * 7 + f * 50) % 256) as u8).collect()).collect();
+        let jobs: Vec<Job> = frames
+            .iter()
+            .map(|d| Job { rgb: d, channels: 3, width: w, height: h, resized_width: w, resized_height: h })
+            .collect();
+        let n = 2 * Packing::Qwen { patch: p, merge: m, temporal: t }.len(w, h);
+        for parallel in [false, true] {
+            let mut out = Vec::with_capacity(n);
+            pack_qwen_video(
+                &jobs,
+                (p, m, t),
+                &lut(),
+                ResizeCompat::Pillow13,
+                &mut out.spare_capacity_mut()[..n],
+                parallel,
+            );
+            // SAFETY: fully written by pack_qwen_video.
+            unsafe { out.set_len(n) };
+            let l = lut();
+            let (gh, gw) = (h / p, w / p);
+            let row_len = 3 * t * p * p;
+            for tg in 0..2 {
+                for bh in 0..gh / m {
+                    for bw in 0..gw / m {
+                        for ih in 0..m {
+                            for iw in 0..m {
+                                let r = tg * gh * gw + ((bh * (gw / m) + bw) * m + ih) * m + iw;
+                                let (pr, pc) = (bh * m + ih, bw * m + iw);
+                                for c in 0..3 {
+                                    for tt in 0..t {
+                                        let f = (tg * t + tt).min(2);
+                                        for y in 0..p {
+                                            for x in 0..p {
+                                                let k = ((c * t + tt) * p + y) * p + x;
+                                                let v = frames[f][((pr * p + y) * w + pc * p + x) * 3 + c];
+                                                assert_eq!(out[r * row_len + k], l[c][v as usize]);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -119,6 +119,80 @@ impl Knobs {
     }
 }
 
+impl Knobs {
+    /// Video frames (already sampled, one size) resized to (`rw`, `rh`): Qwen packs them in
+    /// temporal groups (pixels.md §4), Kimi concatenates each frame's raster patches padded to
+    /// (`pw`, `ph`) (pixels.md §5).
+    pub fn frames_pixel_values<T: Element>(
+        &self,
+        frames: &[Decoded],
+        (rw, rh): (usize, usize),
+        (pw, ph): (usize, usize),
+        threads: Option<usize>,
+    ) -> Result<Vec<T>> {
+        let first = frames.first().ok_or_else(|| Error::Decode("a video needs at least one frame".into()))?;
+        for f in frames {
+            f.validate()?;
+            if (f.width, f.height, f.channels) != (first.width, first.height, first.channels) {
+                return Err(Error::Decode("all frames of a video must have one size and mode".into()));
+            }
+        }
+        let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
+        let parallel = threads != Some(1);
+        let rgb: Vec<_> = frames.iter().map(|f| to_rgb(f.data, f.channels, f.alpha, self.pixel.alpha_policy)).collect();
+        let jobs: Vec<Job> = rgb
+            .iter()
+            .map(|(data, channels)| Job {
+                rgb: data,
+                channels: *channels,
+                width: first.width,
+                height: first.height,
+                resized_width: rw,
+                resized_height: rh,
+            })
+            .collect();
+        let compat = self.pixel.resize_compat;
+        let (per_unit, units) = match self.geometry {
+            Geometry::Qwen(g) => {
+                let (p, m, t) = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
+                if rw % (p * m) != 0 || rh % (p * m) != 0 {
+                    return Err(Error::Layout(format!("{rw}x{rh} is not a multiple of {}", p * m)));
+                }
+                (Packing::Qwen { patch: p, merge: m, temporal: t }.len(rw, rh), frames.len().div_ceil(t))
+            }
+            Geometry::Kimi(g) => {
+                let p = g.patch_size as usize;
+                if pw % p != 0 || ph % p != 0 || pw < rw || ph < rh {
+                    return Err(Error::Layout(format!("bad padded size {pw}x{ph} for {rw}x{rh}")));
+                }
+                (Packing::Kimi { patch: p, padded_width: pw, padded_height: ph }.len(rw, rh), frames.len())
+            }
+        };
+        let total = per_unit * units;
+        let mut values = crate::mem::with_capacity(total);
+        let run = |out: &mut [std::mem::MaybeUninit<T>]| match self.geometry {
+            Geometry::Qwen(g) => {
+                let dims = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
+                crate::pack::pack_qwen_video(&jobs, dims, &lut, compat, out, parallel)
+            }
+            Geometry::Kimi(g) => {
+                let packing = Packing::Kimi { patch: g.patch_size as usize, padded_width: pw, padded_height: ph };
+                for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
+                    pack_image(job, packing, &lut, compat, slice, parallel);
+                }
+            }
+        };
+        let spare = &mut values.spare_capacity_mut()[..total];
+        match threads {
+            Some(n) if n > 1 => pool(n)?.install(|| run(spare)),
+            _ => run(spare),
+        }
+        // SAFETY: the packers initialised all `total` elements.
+        unsafe { values.set_len(total) };
+        Ok(values)
+    }
+}
+
 /// Thread pools are built once per size and reused: building one costs tens of microseconds.
 pub fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();

@@ -335,6 +335,39 @@ impl LayoutCore {
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
         PyTuple::new(py, [values, grid.into_any(), tokens.into_pyobject(py)?.into_any()])
     }
+    /// Sampled video frames → `pixel_values` at the video layout's size (see
+    /// `Knobs::frames_pixel_values`); returns the array, 2-D for Qwen, 4-D for Kimi.
+    #[pyo3(signature = (frames, resized, padded, *, bfloat16=false, threads=None))]
+    fn frames_pixel_values<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<Bound<'py, PyAny>>,
+        resized: (usize, usize),
+        padded: (usize, usize),
+        bfloat16: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if threads == Some(0) {
+            return Err(PyValueError::new_err("threads must be >= 1 or None"));
+        }
+        let sources = frames.iter().map(Source::extract).collect::<PyResult<Vec<_>>>()?;
+        let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
+        let knobs = self.knobs;
+        let values = if bfloat16 {
+            let v = py.detach(|| knobs.frames_pixel_values::<u16>(&decoded, resized, padded, threads)).py_err(py)?;
+            PyArray1::from_vec(py, v).into_any()
+        } else {
+            let v = py.detach(|| knobs.frames_pixel_values::<f32>(&decoded, resized, padded, threads)).py_err(py)?;
+            PyArray1::from_vec(py, v).into_any()
+        };
+        let row_len = knobs.row_len();
+        let rows = values.len()? / row_len;
+        let shape: Vec<usize> = match knobs.geometry {
+            Geometry::Qwen(_) => vec![rows, row_len],
+            Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
+        };
+        values.call_method1("reshape", (shape,))
+    }
 }
 
 /// Pixels borrowed from Python for the duration of one call.
