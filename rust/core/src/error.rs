@@ -11,16 +11,11 @@ pub enum Error {
     /// Input that is not a usable image (Python: `ImageDecodeError`).
     #[error("{0}")]
     Decode(String),
-    /// A size, pixel or length cap was exceeded (Python: `LimitExceededError`).
+    /// A size or pixel cap was exceeded (Python: `LimitExceededError`).
     #[error("{0}")]
     Limit(String),
-    /// Malformed ref, hash text or envelope (Python: `RefFormatError`).
-    #[error("{0}")]
-    RefFormat(String),
-    /// Bytes that do not match their digest (Python: `IntegrityError`).
-    #[error("integrity check failed: expected {expected}, got {actual}")]
-    Integrity { expected: String, actual: String },
-    /// File-system failure while reading input (Python: `OSError`).
+    /// File-system or thread failure (Python: `OSError`). Refs, envelopes and digests are
+    /// checked in Python, so the core has no ref or integrity errors of its own.
     #[error("{0}")]
     Io(String),
 }

@@ -172,13 +172,6 @@ impl Knobs {
         }
     }
 
-    pub fn patch_size(&self) -> u64 {
-        match self.geometry {
-            Geometry::Qwen(g) => g.patch_size,
-            Geometry::Kimi(g) => g.patch_size,
-        }
-    }
-
     /// The `rawmm-layout:v1` text (hashing.md §5.1): `key=CJSON(value)` pairs sorted by key.
     pub fn fingerprint_text(&self) -> String {
         let floats = |v: &[f64; 3]| format!("[{}]", v.map(py_float_repr).join(","));

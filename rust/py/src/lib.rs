@@ -18,18 +18,14 @@ use rawmm_core::{encode, fingerprint, Error};
 /// The one place where core errors become Python exceptions (classes from `rawmm.errors`).
 fn to_py(py: Python<'_>, e: Error) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let errors = py.import("rawmm.errors")?;
-        let (class, args): (&str, Bound<'_, PyTuple>) = match &e {
-            Error::Layout(m) => ("LayoutError", PyTuple::new(py, [m.as_str()])?),
-            Error::Decode(m) => ("ImageDecodeError", PyTuple::new(py, [m.as_str()])?),
-            Error::Limit(m) => ("LimitExceededError", PyTuple::new(py, [m.as_str()])?),
-            Error::RefFormat(m) => ("RefFormatError", PyTuple::new(py, [m.as_str()])?),
-            Error::Integrity { expected, actual } => {
-                ("IntegrityError", PyTuple::new(py, [e.to_string(), expected.clone(), actual.clone()])?)
-            }
+        let class = match &e {
+            Error::Layout(_) => "LayoutError",
+            Error::Decode(_) => "ImageDecodeError",
+            Error::Limit(_) => "LimitExceededError",
             Error::Io(m) => return Ok(pyo3::exceptions::PyOSError::new_err(m.clone())),
         };
-        Ok(PyErr::from_value(errors.getattr(class)?.call1(args)?))
+        let errors = py.import("rawmm.errors")?;
+        Ok(PyErr::from_value(errors.getattr(class)?.call1((e.to_string(),))?))
     };
     build().unwrap_or_else(|err| err)
 }
@@ -250,15 +246,8 @@ impl LayoutCore {
             cap_pixels_per_frame,
             replace_triple,
         };
-        let v = video::qwen_video(
-            &g,
-            &k,
-            positive(py, "num_frames", num_frames)?,
-            positive(py, "width", width)?,
-            positive(py, "height", height)?,
-            fps,
-        )
-        .py_err(py)?;
+        let (n, w, h) = video_size(py, num_frames, width, height)?;
+        let v = video::qwen_video(&g, &k, n, w, h, fps).py_err(py)?;
         video_dict(py, v)
     }
 
@@ -283,15 +272,8 @@ impl LayoutCore {
             sample_fps,
             temporal_merge_kernel_size: positive(py, "temporal_merge_kernel_size", temporal_merge_kernel_size)?,
         };
-        let v = video::kimi_video(
-            &g,
-            &k,
-            positive(py, "num_frames", num_frames)?,
-            positive(py, "width", width)?,
-            positive(py, "height", height)?,
-            fps,
-        )
-        .py_err(py)?;
+        let (n, w, h) = video_size(py, num_frames, width, height)?;
+        let v = video::kimi_video(&g, &k, n, w, h, fps).py_err(py)?;
         video_dict(py, v)
     }
 
@@ -313,23 +295,14 @@ impl LayoutCore {
         let sources = images.iter().map(Source::extract).collect::<PyResult<Vec<_>>>()?;
         let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
         let knobs = self.knobs;
-        let row_len = knobs.row_len();
-        let (values, layouts, n) = if bfloat16 {
+        let (values, layouts) = if bfloat16 {
             let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
-            let n = pv.values.len();
-            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts, n)
+            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts)
         } else {
             let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
-            let n = pv.values.len();
-            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts, n)
+            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts)
         };
-        let rows = n / row_len;
-        let shape: Vec<usize> = match knobs.geometry {
-            Geometry::Qwen(_) => vec![rows, row_len],
-            Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
-        };
-        // Reshaping a fresh C-contiguous array is a view: the Rust buffer is never copied.
-        let values = values.call_method1("reshape", (shape,))?;
+        let values = shaped(&knobs, values)?;
         let grid: Vec<i64> = layouts.iter().flat_map(|l| l.grid_thw.map(|v| v as i64)).collect();
         let grid = PyArray1::from_vec(py, grid).reshape([layouts.len(), 3])?;
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
@@ -360,13 +333,7 @@ impl LayoutCore {
             let v = py.detach(|| knobs.frames_pixel_values::<f32>(&decoded, resized, padded, threads)).py_err(py)?;
             PyArray1::from_vec(py, v).into_any()
         };
-        let row_len = knobs.row_len();
-        let rows = values.len()? / row_len;
-        let shape: Vec<usize> = match knobs.geometry {
-            Geometry::Qwen(_) => vec![rows, row_len],
-            Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
-        };
-        values.call_method1("reshape", (shape,))
+        shaped(&knobs, values)
     }
 }
 
@@ -394,6 +361,22 @@ impl<'py> Source<'py> {
             Source::Arrow(im) => Ok(im.decoded()),
         }
     }
+}
+
+fn video_size(py: Python<'_>, num_frames: i64, width: i64, height: i64) -> PyResult<(u64, u64, u64)> {
+    Ok((positive(py, "num_frames", num_frames)?, positive(py, "width", width)?, positive(py, "height", height)?))
+}
+
+/// The flat output as `[rows, 3·T·p²]` (Qwen) or `[rows, 3, p, p]` (Kimi); reshaping a fresh
+/// C-contiguous array is a view, so the Rust buffer is never copied.
+fn shaped<'py>(knobs: &Knobs, values: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let row_len = knobs.row_len();
+    let rows = values.len()? / row_len;
+    let shape: Vec<usize> = match knobs.geometry {
+        Geometry::Qwen(_) => vec![rows, row_len],
+        Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
+    };
+    values.call_method1("reshape", (shape,))
 }
 
 fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDict>> {
