@@ -171,7 +171,7 @@ class Adapter:
             data = _source_bytes(store, source)
             ext, raw_w, raw_h, orientation = _core.read_header(data)
             lay = self._check_header(store, raw_w, raw_h, orientation)
-            asset = self._store(store, data)
+            asset = self._store(store, data, ext)
             mm_hash = asset.mm_hash
         width, height = lay.width, lay.height
         return Descriptor(
@@ -200,12 +200,13 @@ class Adapter:
         return self.layout.image(raw_h, raw_w) if swap else self.layout.image(raw_w, raw_h)
 
     @staticmethod
-    def _store(store: AssetStore, data: bytes) -> Any:
-        """The asset for these bytes, written unless already stored (reads verify anyway)."""
+    def _store(store: AssetStore, data: bytes, ext: str | None = None) -> Any:
+        """The asset for these bytes, written unless already stored (reads verify anyway).
+        `ext` is the header's, when already read from these very bytes."""
         if len(data) > store.max_bytes:
             raise LimitExceededError(f"{len(data)} bytes exceed the cap of {store.max_bytes}")
         mm_hash = fingerprint_bytes(data)
-        ext = _core.read_header(data)[0]
+        ext = ext or _core.read_header(data)[0]
         asset = store.existing(f"{mm_hash}.{ext}", len(data))
         if asset is None:
             store.backend.write(f"{mm_hash}.{ext}", data, mm_hash)

@@ -288,11 +288,9 @@ impl LayoutCore {
         bfloat16: bool,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        if threads == Some(0) {
-            return Err(PyValueError::new_err("threads must be >= 1 or None"));
-        }
+        check_threads(threads)?;
         // The borrows (numpy read guards, Arrow capsules) live until the work is done.
-        let sources = images.iter().map(Source::extract).collect::<PyResult<Vec<_>>>()?;
+        let sources = Source::extract_all(&images)?;
         let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
         let knobs = self.knobs;
         let (values, layouts) = if bfloat16 {
@@ -320,10 +318,8 @@ impl LayoutCore {
         bfloat16: bool,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if threads == Some(0) {
-            return Err(PyValueError::new_err("threads must be >= 1 or None"));
-        }
-        let sources = frames.iter().map(Source::extract).collect::<PyResult<Vec<_>>>()?;
+        check_threads(threads)?;
+        let sources = Source::extract_all(&frames)?;
         let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
         let knobs = self.knobs;
         let values = if bfloat16 {
@@ -344,6 +340,10 @@ enum Source<'py> {
 }
 
 impl<'py> Source<'py> {
+    fn extract_all(objs: &[Bound<'py, PyAny>]) -> PyResult<Vec<Self>> {
+        objs.iter().map(Source::extract).collect()
+    }
+
     fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(a) = obj.cast::<numpy::PyArray3<u8>>() {
             return Ok(Source::Array(a.try_readonly().map_err(|e| PyValueError::new_err(e.to_string()))?));
@@ -361,6 +361,13 @@ impl<'py> Source<'py> {
             Source::Arrow(im) => Ok(im.decoded()),
         }
     }
+}
+
+fn check_threads(threads: Option<usize>) -> PyResult<()> {
+    if threads == Some(0) {
+        return Err(PyValueError::new_err("threads must be >= 1 or None"));
+    }
+    Ok(())
 }
 
 fn video_size(py: Python<'_>, num_frames: i64, width: i64, height: i64) -> PyResult<(u64, u64, u64)> {
