@@ -268,3 +268,17 @@ def test_materializer_from_env(tmp_path: Path, store: AssetStore, monkeypatch: p
     assert Materializer.from_env(adapter, store, processor_id="p").cache_bytes == 0
     monkeypatch.setenv("PRIME_RL_MM_MATERIALIZE_CACHE_GB", "0.5")
     assert Materializer.from_env(adapter, store, processor_id="p").cache_bytes == 1 << 29
+
+
+def test_materializer_bad_inputs(tmp_path: Path, store: AssetStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rawmm import RawmmError
+
+    adapter = adapter_for(Layout.preset("qwen3_vl"))
+    monkeypatch.setenv("PRIME_RL_MM_MATERIALIZE_CACHE_GB", "plenty")
+    with pytest.raises(RawmmError):
+        Materializer.from_env(adapter, store, processor_id="p")
+    with Materializer(adapter, store, processor_id="p") as m:
+        with pytest.raises(RefFormatError):
+            m.materialize(["mmraw:v2:x"], outer=[])
+        with pytest.raises(RefFormatError):
+            m.materialize([42])

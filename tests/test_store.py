@@ -226,3 +226,10 @@ def test_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUN_ID", "bad id!")
     with pytest.raises(RefFormatError):
         AssetStore.from_env()
+
+
+def test_from_env_rejects_bad_caps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PRIME_RL_RUN_DIR", str(tmp_path / "run_x"))
+    monkeypatch.setenv("RAWMM_MAX_ASSET_BYTES", "lots")
+    with pytest.raises(RawmmError, match="RAWMM_MAX_ASSET_BYTES"):
+        AssetStore.from_env()
