@@ -1,0 +1,185 @@
+//! AVX2 kernels for the two resampling passes, exact like the portable ones.
+//!
+//! Both passes reduce to one primitive, `dot32`: 32 byte lanes, each the sum over taps of a u8
+//! times a 22-bit tap. `vpmaddwd` multiplies 16-bit pairs, so each tap is split into a high
+//! and a low 11-bit half (`Coeffs::pairs`) and the two sums are recombined as
+//! `(hi << 11) + lo`: the same integer Pillow accumulates, without 32-bit multiplies. The
+//! horizontal pass transposes blocks of 8 rows so that each tap reads 32 contiguous bytes
+//! (8 rows × 4 channels), exactly like the vertical pass reads a row.
+
+use std::arch::x86_64::*;
+
+use super::{Coeffs, ROUND};
+
+/// Σ_j src_j · k_j for 32 byte lanes, `src_j = base + j · step`, clipped to u8 like `clip8`.
+#[inline(always)]
+unsafe fn dot32(base: *const u8, step: usize, count: usize, pairs: *const [i32; 2]) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let mut hi = [zero; 4];
+    let mut lo = [_mm256_set1_epi32(ROUND); 4];
+    let mut j = 0;
+    while j < count {
+        let a = _mm256_loadu_si256(base.add(j * step) as *const __m256i);
+        // An odd last tap pairs with zeros (its partner's tap is 0 as well).
+        let b = if j + 1 < count { _mm256_loadu_si256(base.add((j + 1) * step) as *const __m256i) } else { zero };
+        let [kh, kl] = *pairs.add(j / 2);
+        let (kh, kl) = (_mm256_set1_epi32(kh), _mm256_set1_epi32(kl));
+        // 16-bit (a, b) pairs; the lane order this creates is undone by the packs below.
+        let (ab_lo, ab_hi) = (_mm256_unpacklo_epi8(a, b), _mm256_unpackhi_epi8(a, b));
+        let p = [
+            _mm256_unpacklo_epi8(ab_lo, zero),
+            _mm256_unpackhi_epi8(ab_lo, zero),
+            _mm256_unpacklo_epi8(ab_hi, zero),
+            _mm256_unpackhi_epi8(ab_hi, zero),
+        ];
+        for q in 0..4 {
+            hi[q] = _mm256_add_epi32(hi[q], _mm256_madd_epi16(p[q], kh));
+            lo[q] = _mm256_add_epi32(lo[q], _mm256_madd_epi16(p[q], kl));
+        }
+        j += 2;
+    }
+    let r = |q: usize| _mm256_srai_epi32::<22>(_mm256_add_epi32(_mm256_slli_epi32::<11>(hi[q]), lo[q]));
+    // Saturating packs clamp to 0..=255 (the shifted sums are far inside i16).
+    _mm256_packus_epi16(_mm256_packs_epi32(r(0), r(1)), _mm256_packs_epi32(r(2), r(3)))
+}
+
+/// One output row of the vertical pass over rows of `stride` bytes (`stride >= 32`) held from
+/// row `origin` on.
+#[target_feature(enable = "avx2")]
+pub unsafe fn vertical_row(src: &[u8], stride: usize, origin: usize, y: usize, dst: &mut [u8], co: &Coeffs) {
+    let n = dst.len();
+    let (lo, count) = (co.lo[y] - origin, co.count[y]);
+    assert!(n >= 32 && n <= stride && (lo + count) * stride <= src.len());
+    let pairs = co.pairs_of(y);
+    let base = src.as_ptr().add(lo * stride);
+    let mut x = 0;
+    loop {
+        _mm256_storeu_si256(dst.as_mut_ptr().add(x) as *mut __m256i, dot32(base.add(x), stride, count, pairs));
+        if x + 32 == n {
+            break;
+        }
+        // The last strip overlaps the previous one and rewrites the same bytes.
+        x = (x + 32).min(n - 32);
+    }
+}
+
+/// Transposes 8 vectors of 8 u32: `out[i][r] = v[r][i]`.
+#[inline(always)]
+unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
+    let t = |a, b| (_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    let (t0, t1) = t(v[0], v[1]);
+    let (t2, t3) = t(v[2], v[3]);
+    let (t4, t5) = t(v[4], v[5]);
+    let (t6, t7) = t(v[6], v[7]);
+    let u = |a, b| (_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    let (u0, u1) = u(t0, t2);
+    let (u2, u3) = u(t1, t3);
+    let (u4, u5) = u(t4, t6);
+    let (u6, u7) = u(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(u0, u4),
+        _mm256_permute2x128_si256::<0x20>(u1, u5),
+        _mm256_permute2x128_si256::<0x20>(u2, u6),
+        _mm256_permute2x128_si256::<0x20>(u3, u7),
+        _mm256_permute2x128_si256::<0x31>(u0, u4),
+        _mm256_permute2x128_si256::<0x31>(u1, u5),
+        _mm256_permute2x128_si256::<0x31>(u2, u6),
+        _mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
+}
+
+/// 8 pixels of `CIN` (3 or 4) bytes from `p` as RGBX u32 lanes; reads 32 bytes.
+#[inline(always)]
+unsafe fn load8<const CIN: usize>(p: *const u8) -> __m256i {
+    let v = _mm256_loadu_si256(p as *const __m256i);
+    if CIN == 4 {
+        return v;
+    }
+    // Bytes 0-11 to the low lane, 12-23 to the high one, then 3 bytes per 32-bit lane.
+    let spread = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 1, 2, 0, 3, 4, 5, 0));
+    _mm256_shuffle_epi8(
+        spread,
+        _mm256_setr_epi8(
+            0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1, 0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+        ),
+    )
+}
+
+/// Writes 8 RGBX pixels as `C` (3 or 4) bytes each: exactly `8 · C` bytes.
+#[inline(always)]
+unsafe fn store8<const C: usize>(p: *mut u8, v: __m256i) {
+    if C == 4 {
+        return _mm256_storeu_si256(p as *mut __m256i, v);
+    }
+    let packed = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi8(
+            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1,
+            -1,
+        ),
+    );
+    let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7));
+    _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(packed));
+    _mm_storel_epi64(p.add(16) as *mut __m128i, _mm256_extracti128_si256::<1>(packed));
+}
+
+/// Horizontal pass over up to 8 rows (`CIN` = 3 or 4 bytes in, `C` = 3 or 4 out, `C <= CIN`):
+/// transpose into `tb` (32 bytes per input column), filter each output column into `ob`,
+/// transpose back.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn horizontal_block<const CIN: usize, const C: usize>(
+    src: &[u8],
+    src_stride: usize,
+    rows: usize,
+    dst: &mut [u8],
+    dst_stride: usize,
+    co: &Coeffs,
+    (tb, ob): &mut (Vec<u8>, Vec<u8>),
+) {
+    let w_in = src_stride / CIN;
+    let w_out = co.lo.len();
+    assert!((1..=8).contains(&rows) && src.len() >= (rows - 1) * src_stride + w_in * CIN);
+    assert!(dst.len() >= (rows - 1) * dst_stride + w_out * C);
+    tb.resize(w_in * 32, 0);
+    ob.resize(w_out * 32, 0);
+    // Rows past `rows` repeat the last one: computed, never stored.
+    let row = |r: usize| src.as_ptr().add(r.min(rows - 1) * src_stride);
+    let mut x = 0;
+    while x + 8 <= w_in && x * CIN + 32 <= w_in * CIN {
+        let cols = transpose8(std::array::from_fn(|r| load8::<CIN>(row(r).add(x * CIN))));
+        for (i, c) in cols.into_iter().enumerate() {
+            _mm256_storeu_si256(tb.as_mut_ptr().add((x + i) * 32) as *mut __m256i, c);
+        }
+        x += 8;
+    }
+    for x in x..w_in {
+        for r in 0..8 {
+            let px = row(r).add(x * CIN);
+            for c in 0..4 {
+                tb[x * 32 + r * 4 + c] = if c < CIN { *px.add(c) } else { 0 };
+            }
+        }
+    }
+    for xo in 0..w_out {
+        let v = dot32(tb.as_ptr().add(co.lo[xo] * 32), 32, co.count[xo], co.pairs_of(xo));
+        _mm256_storeu_si256(ob.as_mut_ptr().add(xo * 32) as *mut __m256i, v);
+    }
+    let d = dst.as_mut_ptr();
+    let mut x = 0;
+    while x + 8 <= w_out {
+        let rows_px =
+            transpose8(std::array::from_fn(|i| _mm256_loadu_si256(ob.as_ptr().add((x + i) * 32) as *const __m256i)));
+        for (r, v) in rows_px.into_iter().enumerate().take(rows) {
+            store8::<C>(d.add(r * dst_stride + x * C), v);
+        }
+        x += 8;
+    }
+    for x in x..w_out {
+        for r in 0..rows {
+            for c in 0..C {
+                *d.add(r * dst_stride + x * C + c) = ob[x * 32 + r * 4 + c];
+            }
+        }
+    }
+}
