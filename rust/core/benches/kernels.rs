@@ -63,6 +63,14 @@ fn kernels(c: &mut Criterion) {
         g.bench_function("pack_into_reused_1t", |b| {
             b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out), false))
         });
+        let rgbx = noise(1024 * 1024 * 4);
+        let packing = Packing::Qwen { patch: 16, merge: 2, temporal: 2 };
+        let mut out16 = vec![std::mem::MaybeUninit::new(0f32); packing.len(1024, 1024)];
+        let job =
+            Job { rgb: &rgbx, channels: 4, width: 1024, height: 1024, resized_width: 1024, resized_height: 1024 };
+        g.bench_function("pack_rgbx_qwen3_reused_1t", |b| {
+            b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out16), false))
+        });
         g.bench_function("fill_reused_25mb", |b| b.iter(|| black_box(&mut out).fill(std::mem::MaybeUninit::new(1.0))));
     }
     g.bench_function("floor_alloc_fill_25mb", |b| {

