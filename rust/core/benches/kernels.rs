@@ -66,8 +66,7 @@ fn kernels(c: &mut Criterion) {
         let rgbx = noise(1024 * 1024 * 4);
         let packing = Packing::Qwen { patch: 16, merge: 2, temporal: 2 };
         let mut out16 = vec![std::mem::MaybeUninit::new(0f32); packing.len(1024, 1024)];
-        let job =
-            Job { rgb: &rgbx, channels: 4, width: 1024, height: 1024, resized_width: 1024, resized_height: 1024 };
+        let job = Job { rgb: &rgbx, channels: 4, width: 1024, height: 1024, resized_width: 1024, resized_height: 1024 };
         g.bench_function("pack_rgbx_qwen3_reused_1t", |b| {
             b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out16), false))
         });
