@@ -123,9 +123,13 @@ unsafe fn store8<const C: usize>(p: *mut u8, v: __m256i) {
     _mm_storel_epi64(p.add(16) as *mut __m128i, _mm256_extracti128_si256::<1>(packed));
 }
 
-/// Horizontal pass over up to 8 rows (`CIN` = 3 or 4 bytes in, `C` = 3 or 4 out, `C <= CIN`):
-/// transpose into `tb` (32 bytes per input column), filter each output column into `ob`,
-/// transpose back.
+/// Output columns filtered per step of the horizontal pass: the step's transposed input and
+/// output (a few KB each) stay in L1.
+const STEP: usize = 128;
+
+/// Horizontal pass over up to 8 rows (`CIN` = 3 or 4 bytes in, `C` = 3 or 4 out, `C <= CIN`),
+/// `STEP` output columns at a time: transpose the input columns they read into `tb` (32 bytes
+/// per column), filter each output column into `ob`, transpose back.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn horizontal_block<const CIN: usize, const C: usize>(
@@ -141,44 +145,50 @@ pub unsafe fn horizontal_block<const CIN: usize, const C: usize>(
     let w_out = co.lo.len();
     assert!((1..=8).contains(&rows) && src.len() >= (rows - 1) * src_stride + w_in * CIN);
     assert!(dst.len() >= (rows - 1) * dst_stride + w_out * C);
-    tb.resize(w_in * 32, 0);
-    ob.resize(w_out * 32, 0);
     // Rows past `rows` repeat the last one: computed, never stored.
     let row = |r: usize| src.as_ptr().add(r.min(rows - 1) * src_stride);
-    let mut x = 0;
-    while x + 8 <= w_in && x * CIN + 32 <= w_in * CIN {
-        let cols = transpose8(std::array::from_fn(|r| load8::<CIN>(row(r).add(x * CIN))));
-        for (i, c) in cols.into_iter().enumerate() {
-            _mm256_storeu_si256(tb.as_mut_ptr().add((x + i) * 32) as *mut __m256i, c);
+    let d = dst.as_mut_ptr();
+    for x0 in (0..w_out).step_by(STEP) {
+        let x1 = (x0 + STEP).min(w_out);
+        // Input columns the step reads (`lo` and `lo + count` never decrease).
+        let (a, b) = (co.lo[x0], co.lo[x1 - 1] + co.count[x1 - 1]);
+        tb.resize((b - a + 8) * 32, 0);
+        ob.resize(STEP * 32, 0);
+        let mut x = a;
+        // Whole groups of 8 (possibly past `b`, never past the row).
+        while x < b && x + 8 <= w_in && x * CIN + 32 <= w_in * CIN {
+            let cols = transpose8(std::array::from_fn(|r| load8::<CIN>(row(r).add(x * CIN))));
+            for (i, c) in cols.into_iter().enumerate() {
+                _mm256_storeu_si256(tb.as_mut_ptr().add((x - a + i) * 32) as *mut __m256i, c);
+            }
+            x += 8;
         }
-        x += 8;
-    }
-    for x in x..w_in {
-        for r in 0..8 {
-            let px = row(r).add(x * CIN);
-            for c in 0..4 {
-                tb[x * 32 + r * 4 + c] = if c < CIN { *px.add(c) } else { 0 };
+        for x in x..b {
+            for r in 0..8 {
+                let px = row(r).add(x * CIN);
+                for c in 0..4 {
+                    tb[(x - a) * 32 + r * 4 + c] = if c < CIN { *px.add(c) } else { 0 };
+                }
             }
         }
-    }
-    for xo in 0..w_out {
-        let v = dot32(tb.as_ptr().add(co.lo[xo] * 32), 32, co.count[xo], co.pairs_of(xo));
-        _mm256_storeu_si256(ob.as_mut_ptr().add(xo * 32) as *mut __m256i, v);
-    }
-    let d = dst.as_mut_ptr();
-    let mut x = 0;
-    while x + 8 <= w_out {
-        let rows_px =
-            transpose8(std::array::from_fn(|i| _mm256_loadu_si256(ob.as_ptr().add((x + i) * 32) as *const __m256i)));
-        for (r, v) in rows_px.into_iter().enumerate().take(rows) {
-            store8::<C>(d.add(r * dst_stride + x * C), v);
+        for xo in x0..x1 {
+            let v = dot32(tb.as_ptr().add((co.lo[xo] - a) * 32), 32, co.count[xo], co.pairs_of(xo));
+            _mm256_storeu_si256(ob.as_mut_ptr().add((xo - x0) * 32) as *mut __m256i, v);
         }
-        x += 8;
-    }
-    for x in x..w_out {
-        for r in 0..rows {
-            for c in 0..C {
-                *d.add(r * dst_stride + x * C + c) = ob[x * 32 + r * 4 + c];
+        let mut x = x0;
+        while x + 8 <= x1 {
+            let at = |i: usize| ob.as_ptr().add((x - x0 + i) * 32) as *const __m256i;
+            let rows_px = transpose8(std::array::from_fn(|i| _mm256_loadu_si256(at(i))));
+            for (r, v) in rows_px.into_iter().enumerate().take(rows) {
+                store8::<C>(d.add(r * dst_stride + x * C), v);
+            }
+            x += 8;
+        }
+        for x in x..x1 {
+            for r in 0..rows {
+                for c in 0..C {
+                    *d.add(r * dst_stride + x * C + c) = ob[(x - x0) * 32 + r * 4 + c];
+                }
             }
         }
     }
