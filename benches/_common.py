@@ -21,6 +21,23 @@ def median_s(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3) -> dict[str, float]:
+    """Median seconds of each function over `rounds` rounds of `repeat` back-to-back runs, the
+    functions taking turns round by round. Turns spread every function over the same stretch
+    of time (a shared VM drifts over seconds); back-to-back runs after one untimed warm-up run
+    measure each in its steady state rather than in the wake of the previous function (whose
+    freed memory, for instance, changes what the next allocation costs)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     """A deterministic photo-like RGB image: smooth regions, edges, texture and grain."""
     rng = np.random.default_rng(seed)

@@ -19,14 +19,14 @@ import sys
 import numpy as np
 
 import rawmm
-from _common import median_s, photo
+from _common import interleaved_medians, photo
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from conftest import qwen_reference
 
 SIZES = [(1024, 1024), (2048, 1536)]
 MODELS = ["qwen2_5_vl", "qwen3_vl"]
-REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "9"))
+REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "5"))
 
 PEAK_SCRIPT = r"""
 import json, sys
@@ -69,7 +69,7 @@ def peak_memory(w: int, h: int, model: str) -> dict[str, int]:
 
 def main() -> None:
     cores = os.cpu_count() or 1
-    print(f"pixel_values, median of {REPEAT} runs; all threads = {cores} cores\n")
+    print(f"pixel_values, medians of 3 rounds of {REPEAT} runs (functions take turns); all threads = {cores} cores\n")
     head = (
         "| image | model | reference ms | rawmm 1 thread ms | ratio | rawmm all threads ms | ratio "
         "| floor ms | rawmm/floor | extra peak MB (output MB, decoded MB) | bit-exact |"
@@ -85,10 +85,16 @@ def main() -> None:
             got = layout.pixel_values(im)
             exact = np.array_equal(want["pixel_values"].view(np.uint32), got.pixel_values.view(np.uint32))
             shape = got.pixel_values.shape
-            t_ref = median_s(lambda: ref(images=[im], return_tensors="np"), max(3, REPEAT // 2))  # noqa: B023
-            t_one = median_s(lambda: layout.pixel_values(im, threads=1), REPEAT)  # noqa: B023
-            t_all = median_s(lambda: layout.pixel_values(im), REPEAT)  # noqa: B023
-            t_floor = median_s(lambda: np.full(shape, 1.0, dtype=np.float32), REPEAT)  # noqa: B023
+            t = interleaved_medians(
+                {
+                    "ref": lambda: ref(images=[im], return_tensors="np"),  # noqa: B023
+                    "one": lambda: layout.pixel_values(im, threads=1),  # noqa: B023
+                    "all": lambda: layout.pixel_values(im),  # noqa: B023
+                    "floor": lambda: np.full(shape, 1.0, dtype=np.float32),  # noqa: B023
+                },
+                REPEAT,
+            )
+            t_ref, t_one, t_all, t_floor = t["ref"], t["one"], t["all"], t["floor"]
             mem = peak_memory(w, h, model)
             extra = max(0, mem["added"] - mem["output"])
             print(
