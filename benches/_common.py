@@ -21,7 +21,9 @@ def median_s(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeat: int, rounds: int = 3
+) -> dict[str, float]:
     """Median seconds of each function over `rounds` rounds of `repeat` back-to-back runs, the
     functions taking turns round by round. Turns spread every function over the same stretch
     of time (a shared VM drifts over seconds); back-to-back runs after one untimed warm-up run

@@ -4,7 +4,8 @@
 
 For 1024x1024 and 2048x1536 photos and the hub Qwen2.5-VL / Qwen3-VL configs it prints the
 median time of transformers 5.24 `Qwen2VLImageProcessorPil` (Pillow 13) and of rawmm on one
-thread and on all threads, as ratios; rawmm against the floor any producer of a fresh array
+thread and on all threads, as ratios (each function timed in 3 rounds of back-to-back runs, the
+functions taking turns, so all see the same stretch of a drifting shared machine); rawmm against the floor any producer of a fresh array
 pays (allocating and filling a float32 array of the output's size); and the peak memory a
 call adds beyond its output (fresh process, ru_maxrss).
 """
@@ -69,7 +70,7 @@ def peak_memory(w: int, h: int, model: str) -> dict[str, int]:
 
 def main() -> None:
     cores = os.cpu_count() or 1
-    print(f"pixel_values, medians of 3 rounds of {REPEAT} runs (functions take turns); all threads = {cores} cores\n")
+    print(f"pixel_values, medians of 3 rounds of {REPEAT} runs taking turns; all threads = {cores} cores\n")
     head = (
         "| image | model | reference ms | rawmm 1 thread ms | ratio | rawmm all threads ms | ratio "
         "| floor ms | rawmm/floor | extra peak MB (output MB, decoded MB) | bit-exact |"
