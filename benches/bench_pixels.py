@@ -4,10 +4,11 @@
 
 For 1024x1024 and 2048x1536 photos and the hub Qwen2.5-VL / Qwen3-VL configs it prints the
 median time of transformers 5.24 `Qwen2VLImageProcessorPil` (Pillow 13) and of rawmm on one
-thread and on all threads, as ratios (each function timed in 3 rounds of back-to-back runs, the
-functions taking turns, so all see the same stretch of a drifting shared machine); rawmm against the floor any producer of a fresh array
+thread and on all threads, as ratios; rawmm against the floor any producer of a fresh array
 pays (allocating and filling a float32 array of the output's size); and the peak memory a
-call adds beyond its output (fresh process, ru_maxrss).
+call adds beyond its output (fresh process, ru_maxrss). Each function is timed in 3 rounds
+of back-to-back runs, the functions taking turns, so all see the same stretch of a drifting
+shared machine.
 """
 
 from __future__ import annotations

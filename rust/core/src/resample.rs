@@ -596,6 +596,13 @@ mod tests {
                     vertical_row_impl(&src, stride, 0, y, &mut want, &co, &mut Vec::new());
                     unsafe { avx2::vertical_row(&src, stride, 0, y, &mut got, &co) };
                     assert_eq!(got, want, "vertical {w_in}->{w_out} stride={stride} y={y}");
+                    // A window holding rows from `origin` on, as the streaming resize passes it.
+                    let origin = co.lo[y];
+                    let window = &src[origin * stride..];
+                    vertical_row_impl(window, stride, origin, y, &mut got, &co, &mut Vec::new());
+                    assert_eq!(got, want, "portable window {w_in}->{w_out} y={y}");
+                    unsafe { avx2::vertical_row(window, stride, origin, y, &mut got, &co) };
+                    assert_eq!(got, want, "avx2 window {w_in}->{w_out} y={y}");
                 }
             }
         }
