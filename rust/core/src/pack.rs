@@ -155,7 +155,7 @@ fn pack_qwen_band<T: Element, const CH: usize>(
     scratch.resize(3 * pp, T::default());
     let at = |r: usize| (r / m % m) * p * stride + ((r / (m * m)) * m + r % m) * p * CH;
     let rows = chunk.len() / row_len;
-    let base = chunk.as_ptr() as *const u8;
+    let base = chunk.as_ptr();
     let row_bytes = row_len * std::mem::size_of::<T>();
     for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
         let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
@@ -171,8 +171,7 @@ fn pack_qwen_band<T: Element, const CH: usize>(
         // The row's three p·p channel planes.
         let (c0, rest) = scratch.split_at_mut(pp);
         let (c1, c2) = rest.split_at_mut(pp);
-        let mut next =
-            WritePrefetch::new(base.wrapping_add((r + 1) * row_bytes), if r + 1 < rows { row_bytes } else { 0 }, p);
+        let mut next = WritePrefetch::next_item(base, r, rows, row_bytes, p);
         for y in 0..p {
             next.step();
             let src = &band[(ih * p + y) * stride + pc * p * CH..][..p * CH];
@@ -259,16 +258,12 @@ fn pack_video_band<T: Element, const CH: usize>(
     let (pp, temporal) = (p * p, bands.len());
     let row_len = 3 * temporal * pp;
     row.resize(row_len, T::default());
-    let (base, rows) = (chunk.as_ptr() as *const u8, chunk.len() / row_len);
+    let (base, rows) = (chunk.as_ptr(), chunk.len() / row_len);
     let row_bytes = row_len * std::mem::size_of::<T>();
     for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
         let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
         let x0 = (bw * m + iw) * p;
-        let mut next = WritePrefetch::new(
-            base.wrapping_add((r + 1) * row_bytes),
-            if r + 1 < rows { row_bytes } else { 0 },
-            3 * temporal,
-        );
+        let mut next = WritePrefetch::next_item(base, r, rows, row_bytes, 3 * temporal);
         for (k, block) in row.chunks_exact_mut(pp).enumerate() {
             next.step();
             let (c, t) = (k / temporal, k % temporal);
@@ -308,8 +303,17 @@ struct WritePrefetch {
 }
 
 impl WritePrefetch {
-    fn new(p: *const u8, len: usize, n: usize) -> Self {
-        WritePrefetch { p, lines: len.div_ceil(64), n, line: 0, due: 0 }
+    /// For item `i + 1` of the `count` items of `bytes` each that start at `base` (nothing
+    /// when `i` is the last), over `n` steps.
+    fn next_item<T>(base: *const T, i: usize, count: usize, bytes: usize, n: usize) -> Self {
+        let len = if i + 1 < count { bytes } else { 0 };
+        WritePrefetch {
+            p: (base as *const u8).wrapping_add((i + 1) * bytes),
+            lines: len.div_ceil(64),
+            n,
+            line: 0,
+            due: 0,
+        }
     }
 
     #[inline(always)]
@@ -348,11 +352,10 @@ fn pack_kimi_band<T: Element>(
 ) {
     let stride = w * ch;
     let rows = band.len() / stride.max(1);
-    let (base, patches) = (chunk.as_ptr() as *const u8, chunk.len() / (3 * p * p));
+    let (base, patches) = (chunk.as_ptr(), chunk.len() / (3 * p * p));
     let patch_bytes = 3 * p * p * std::mem::size_of::<T>();
     for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
-        let len = if pc + 1 < patches { patch_bytes } else { 0 };
-        let mut next = WritePrefetch::new(base.wrapping_add((pc + 1) * patch_bytes), len, 3);
+        let mut next = WritePrefetch::next_item(base, pc, patches, patch_bytes, 3);
         for ((c, plane), lut_c) in patch.chunks_exact_mut(p * p).enumerate().zip(lut) {
             next.step();
             for (y, dst) in plane.chunks_exact_mut(p).enumerate() {

@@ -280,8 +280,8 @@ enum Plan {
 #[derive(Default)]
 pub struct Scratch {
     window: Vec<u8>,
-    /// Which resizer's intermediate rows the window holds (its address and source).
-    window_owner: (usize, usize),
+    /// The `RowResizer::id` whose intermediate rows the window holds.
+    window_owner: u64,
     window_rows: std::ops::Range<usize>,
     blocks: (Vec<u8>, Vec<u8>),
     acc: Vec<i32>,
@@ -293,6 +293,8 @@ pub struct Scratch {
 /// only the intermediate rows it needs (reusing the rows a previous band on the same thread
 /// already made), so memory beyond the output stays a few hundred rows at most.
 pub struct RowResizer<'a> {
+    /// Unique per resizer, so a `Scratch` shared by several never reuses another's rows.
+    id: u64,
     src: &'a [u8],
     in_channels: usize,
     /// Channels of the output (a horizontal pass may drop an unused 4th).
@@ -325,7 +327,9 @@ impl<'a> RowResizer<'a> {
             (true, true) => Plan::HorizontalFirst(h(), v()),
         };
         let narrow = drop_fourth && channels == 4 && !matches!(plan, Plan::Copy | Plan::Vertical(_));
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         RowResizer {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             src,
             in_channels: channels,
             channels: if narrow { 3 } else { channels },
@@ -370,9 +374,8 @@ impl<'a> RowResizer<'a> {
         }
         let (cin, c, rb) = (self.in_channels, self.channels, self.row_bytes());
         let in_stride = self.in_width * cin;
-        let owner = (self as *const Self as usize, self.src.as_ptr() as usize);
-        if scratch.window_owner != owner {
-            scratch.window_owner = owner;
+        if scratch.window_owner != self.id {
+            scratch.window_owner = self.id;
             scratch.window_rows = 0..0;
         }
         let Scratch { window, window_rows, blocks, acc, .. } = scratch;
