@@ -280,6 +280,7 @@ fn pack_video_band<T: Element, const CH: usize>(
 
 /// Asks for the cache lines of `bytes` (a hint; no effect on results).
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn prefetch(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching has no architectural effect and both addresses are inside `bytes`.
@@ -320,12 +321,15 @@ impl WritePrefetch {
     fn step(&mut self) {
         self.due += self.lines;
         while self.due >= self.n {
+            let line = self.p.wrapping_add(self.line * 64);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: prefetching has no architectural effect, even for an invalid address.
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-                _mm_prefetch::<_MM_HINT_ET0>(self.p.wrapping_add(self.line * 64) as *const i8);
+                _mm_prefetch::<_MM_HINT_ET0>(line as *const i8);
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = line;
             self.line += 1;
             self.due -= self.n;
         }

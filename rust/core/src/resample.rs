@@ -35,6 +35,7 @@ pub struct Coeffs {
     pub taps: Vec<i32>,
     /// For the SIMD kernels: per output, taps two by two as `[hi, lo]` words, each holding
     /// the two taps' `k >> 11` (or `k & 0x7FF`) as 16-bit halves (`ksize.div_ceil(2)` each).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pairs: Vec<[i32; 2]>,
 }
 
