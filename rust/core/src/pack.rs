@@ -153,13 +153,13 @@ fn pack_qwen_band<T: Element, const CH: usize>(
     let stride = w * CH;
     let [l0, l1, l2] = lut;
     scratch.resize(3 * pp, T::default());
+    // Where patch `r` (merge-block order) starts in the band.
     let at = |r: usize| (r / m % m) * p * stride + ((r / (m * m)) * m + r % m) * p * CH;
     let rows = chunk.len() / row_len;
     let base = chunk.as_ptr();
     let row_bytes = row_len * std::mem::size_of::<T>();
     for (r, out) in chunk.chunks_exact_mut(row_len).enumerate() {
-        let (bw, ih, iw) = (r / (m * m), r / m % m, r % m);
-        let pc = bw * m + iw;
+        let patch = at(r);
         // The p short segments a patch reads lie a row apart, too many streams for the hardware
         // prefetcher: fetch the patch after next ahead of time.
         if r + 2 < rows {
@@ -174,7 +174,7 @@ fn pack_qwen_band<T: Element, const CH: usize>(
         let mut next = WritePrefetch::next_item(base, r, rows, row_bytes, p);
         for y in 0..p {
             next.step();
-            let src = &band[(ih * p + y) * stride + pc * p * CH..][..p * CH];
+            let src = &band[patch + y * stride..][..p * CH];
             let o = y * p;
             let (d0, d1, d2) = (&mut c0[o..o + p], &mut c1[o..o + p], &mut c2[o..o + p]);
             for (((a, b), c), px) in d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(src.chunks_exact(CH)) {
