@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from transformers import AutoImageProcessor
 
-from conftest import QWEN_PRESETS, qwen_reference
+from conftest import BACKENDS, QWEN_PRESETS, qwen_reference, require_torch
 from images import encode, make_image
 from rawmm import Layout
 from rawmm.hf import ImageProcessor
@@ -24,9 +24,10 @@ def assert_same_dict(ref: dict, got: dict) -> None:
         assert np.array_equal(g.view(np.uint8), r.view(np.uint8)), key
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", QWEN_PRESETS)
-def test_qwen_dict_for_every_input_type(tmp_path: Path, name: str) -> None:
-    layout = Layout.preset(name)
+def test_qwen_dict_for_every_input_type(tmp_path: Path, name: str, backend: str) -> None:
+    layout = Layout.preset(name, backend=backend)
     ref, proc = qwen_reference(layout), ImageProcessor(layout)
     rgba = make_image("RGBA", 150, 90, "noise", 1)
     exif = Image.Exif()
@@ -51,7 +52,8 @@ def test_qwen_dict_for_every_input_type(tmp_path: Path, name: str) -> None:
         assert list(np.atleast_1d(getattr(proc, attr))) == list(np.atleast_1d(getattr(ref, attr))), attr
 
 
-def test_from_pretrained_matches_auto_image_processor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_pretrained_matches_auto_image_processor(tmp_path: Path, backend: str) -> None:
     cfg = {
         "min_pixels": 3136,
         "max_pixels": 200704,
@@ -65,8 +67,15 @@ def test_from_pretrained_matches_auto_image_processor(tmp_path: Path) -> None:
     }
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(cfg))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
-    ref = AutoImageProcessor.from_pretrained(tmp_path, backend="pil")
-    proc = ImageProcessor.from_pretrained(tmp_path)
+    if backend == "torchvision":
+        require_torch()
+        # What an inference server loads: no backend argument, torch installed.
+        ref = AutoImageProcessor.from_pretrained(tmp_path)
+        assert type(ref).__name__ == "Qwen2VLImageProcessor"
+        proc = ImageProcessor.from_pretrained(tmp_path)
+    else:
+        ref = AutoImageProcessor.from_pretrained(tmp_path, backend="pil")
+        proc = ImageProcessor.from_pretrained(tmp_path, backend="pil")
     images = [make_image("RGB", 640, 480, "noise", 5), make_image("LA", 100, 300, "gradient", 6)]
     assert_same_dict(ref(images=images, return_tensors="np"), proc(images=images, return_tensors="np"))
 

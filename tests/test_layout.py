@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import blake3
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -202,7 +203,9 @@ def test_kimi_fixed_output_tokens_changes_only_tokens() -> None:
 
 
 def test_fingerprints_match_spec() -> None:
-    q3 = Layout.preset("qwen3_vl")
+    """hashing.md §5.5's values are those of "pil" layouts, which the backend knob leaves as
+    they were; a "torchvision" layout adds `backend="torchvision"` to the text."""
+    q3 = Layout.preset("qwen3_vl", backend="pil")
     assert q3.fingerprint == "f9befd6e9938d4aabeff6b1025313139"
     assert q3.fingerprint_text == (
         'rawmm-layout:v1:qwen_vl:alpha_policy="composite_white";exif_policy="apply";'
@@ -210,10 +213,32 @@ def test_fingerprints_match_spec() -> None:
         'min_pixels=65536;patch_size=16;resample="bicubic";rescale_factor=0.00392156862745098;'
         'resize_compat="pillow13";temporal_patch_size=2'
     )
-    assert Layout.preset("qwen2_5_vl").fingerprint == "69a42a62e3c05bd59af9e65022fe6eb0"
+    assert Layout.preset("qwen2_5_vl", backend="pil").fingerprint == "69a42a62e3c05bd59af9e65022fe6eb0"
     assert Layout.preset("kimi_k25").fingerprint == "6458b2b215d334c0385058a4d628ed3f"
     # Qwen3.5 shares the Qwen3-VL image knobs, so the same fingerprint
-    assert Layout.preset("qwen3_5").fingerprint == q3.fingerprint
+    assert Layout.preset("qwen3_5", backend="pil").fingerprint == q3.fingerprint
+    tv = Layout.preset("qwen3_vl")  # the default backend
+    assert tv.knobs["backend"] == "torchvision"
+    assert tv.fingerprint_text == q3.fingerprint_text.replace(
+        'alpha_policy="composite_white";', 'alpha_policy="composite_white";backend="torchvision";'
+    )
+    assert tv.fingerprint == blake3.blake3(tv.fingerprint_text.encode()).hexdigest()[:32] != q3.fingerprint
+
+
+def test_backend_knob() -> None:
+    tv = Layout.preset("qwen2_5_vl")
+    pil = tv.replace(backend="pil")
+    assert Layout(**tv.to_dict()) == tv and Layout(**pil.to_dict()) == pil
+    assert tv.to_dict()["backend"] == "torchvision" and pil.to_dict()["backend"] == "pil"
+    # A knob set written before the knob existed meant Pillow, and keeps its fingerprint.
+    legacy = {k: v for k, v in pil.to_dict().items() if k != "backend"}
+    assert Layout(**legacy) == pil and Layout(**legacy).fingerprint == "69a42a62e3c05bd59af9e65022fe6eb0"
+    for bad in ("torch", "PIL", None, 1):
+        with pytest.raises(LayoutError, match="backend"):
+            Layout.preset("qwen3_vl", backend=bad)
+    with pytest.raises(LayoutError, match="Moonshot"):
+        Layout.preset("kimi_k25", backend="torchvision")
+    assert "backend" not in Layout.preset("kimi_k25").to_dict()
 
 
 @given(

@@ -1,4 +1,5 @@
-"""pixel_values bit-identical to transformers 5.24 Qwen2VLImageProcessorPil (Pillow 13.0.0)."""
+"""pixel_values bit-identical to transformers 5.24's Qwen image processor of each backend:
+`Qwen2VLImageProcessor` (torchvision 0.29 / torch 2.15) and `Qwen2VLImageProcessorPil` (Pillow 13.0.0)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import QWEN_PRESETS, qwen_reference
+from conftest import BACKENDS, QWEN_PRESETS, have_torch, qwen_reference, require_torch
 from images import encode, kinds, make_image, modes, seeds, sides
 from rawmm import ImageDecodeError, Layout, LayoutError
 
@@ -32,6 +33,7 @@ def fits(w: int, h: int) -> bool:
     return max(w, h) / min(w, h) <= 200
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", QWEN_PRESETS)
 @settings(max_examples=100)
 @given(w=sides, h=sides, mode=modes, kind=kinds, seed=seeds)
@@ -43,14 +45,19 @@ def fits(w: int, h: int) -> bool:
 @example(w=1, h=200, mode="LA", kind="noise", seed=6)  # ratio exactly 200, 1-pixel side
 @example(w=700, h=14, mode="P+tRNS", kind="blocks", seed=7)  # zero side after rounding
 @example(w=2100, h=11, mode="RGB", kind="noise", seed=8)
-def test_pil_inputs_bit_identical(name: str, w: int, h: int, mode: str, kind: str, seed: int) -> None:
+@example(w=200, h=1, mode="RGB", kind="noise", seed=9)  # 1-pixel height, ratio 200
+@example(w=1036, h=1036, mode="RGB", kind="noise", seed=10)  # aligned: no resize (Qwen2 family)
+@example(w=20, h=30, mode="RGB", kind="noise", seed=11)  # strong upscale
+@example(w=2500, h=2500, mode="RGB", kind="gradient", seed=12)  # downscale, many taps
+def test_pil_inputs_bit_identical(name: str, backend: str, w: int, h: int, mode: str, kind: str, seed: int) -> None:
     if not fits(w, h):
         return
-    layout = Layout.preset(name)
+    layout = Layout.preset(name, backend=backend)
     im = make_image(mode, w, h, kind, seed)
     assert_same(qwen_reference(layout)(images=[im], return_tensors="np"), layout.pixel_values(im))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", QWEN_PRESETS)
 @settings(max_examples=60)
 @given(
@@ -65,35 +72,43 @@ def test_pil_inputs_bit_identical(name: str, w: int, h: int, mode: str, kind: st
 @example(w=9, h=13, lo=190_000, span=10, mode="RGBA", seed=1)  # strong upscale
 @example(w=601, h=3, lo=1, span=1, mode="RGB", seed=2)  # F clamp at an extreme ratio
 def test_strong_resizes_bit_identical(
-    name: str, w: int, h: int, lo: int, span: int, mode: str, seed: int
+    name: str, backend: str, w: int, h: int, lo: int, span: int, mode: str, seed: int
 ) -> None:
     """Narrow min/max bounds force strong down- and upscales on small, fast images."""
     if not fits(w, h):
         return
-    layout = Layout.preset(name, min_pixels=lo, max_pixels=lo + span)
+    layout = Layout.preset(name, min_pixels=lo, max_pixels=lo + span, backend=backend)
     im = make_image(mode, w, h, "noise", seed)
     assert_same(qwen_reference(layout)(images=[im], return_tensors="np"), layout.pixel_values(im))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["qwen2_5_vl", "qwen3_vl"])
 @settings(max_examples=40)
 @given(w=st.integers(1, 500), h=st.integers(1, 500), c=st.sampled_from([1, 3, 4]), seed=seeds)
-def test_numpy_inputs_bit_identical(name: str, w: int, h: int, c: int, seed: int) -> None:
+def test_numpy_inputs_bit_identical(name: str, backend: str, w: int, h: int, c: int, seed: int) -> None:
     if not fits(w, h):
         return
-    layout = Layout.preset(name)
-    arr = make_image({1: "L", 3: "RGB", 4: "RGBA"}[c], w, h, "noise", seed)
-    arr = np.asarray(arr)
+    layout = Layout.preset(name, backend=backend)
+    im = make_image({1: "L", 3: "RGB", 4: "RGBA"}[c], w, h, "noise", seed)
+    arr = np.asarray(im)
     # transformers takes (H, W, 1) arrays for grey; rawmm also takes plain (H, W)
     ref_in = arr[:, :, None] if arr.ndim == 2 else arr
+    if backend == "torchvision" and c == 4:
+        # rawmm keeps one alpha rule per layout (pixels.md §1.1: Pillow's integer composite, as
+        # for PIL input); transformers' torchvision ndarray path blends in float instead, so the
+        # reference gets the same pixels as a PIL image.
+        ref_in = im
     # channels_last: tiny arrays like (1, 1, 3) are otherwise ambiguous to transformers
-    ref = qwen_reference(layout)(images=[ref_in], return_tensors="np", input_data_format="channels_last")
+    kw = {} if isinstance(ref_in, Image.Image) else {"input_data_format": "channels_last"}
+    ref = qwen_reference(layout)(images=[ref_in], return_tensors="np", **kw)
     assert_same(ref, layout.pixel_values(arr))
     assert_same(ref, layout.pixel_values(np.ascontiguousarray(ref_in)))
 
 
-def test_batches_concatenate_in_order() -> None:
-    layout = Layout.preset("qwen2_5_vl")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batches_concatenate_in_order(backend: str) -> None:
+    layout = Layout.preset("qwen2_5_vl", backend=backend)
     ims = [
         make_image(m, w, h, "gradient", i)
         for i, (m, w, h) in enumerate(
@@ -110,9 +125,10 @@ def test_batches_concatenate_in_order() -> None:
         )
 
 
-def test_encoded_inputs_follow_the_layout_policies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_encoded_inputs_follow_the_layout_policies(tmp_path, backend: str) -> None:  # type: ignore[no-untyped-def]
     """Bytes and paths decode with Pillow, EXIF applied and alpha composited (the presets)."""
-    layout = Layout.preset("qwen3_vl")
+    layout = Layout.preset("qwen3_vl", backend=backend)
     im = make_image("RGBA", 123, 77, "noise", 9)
     data = encode(im)
     path = tmp_path / "a.png"
@@ -126,9 +142,10 @@ def test_encoded_inputs_follow_the_layout_policies(tmp_path) -> None:  # type: i
     assert_same(ref, dropped)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation(orientation: int) -> None:
-    layout = Layout.preset("qwen2_5_vl")
+def test_exif_orientation(orientation: int, backend: str) -> None:
+    layout = Layout.preset("qwen2_5_vl", backend=backend)
     im = make_image("RGB", 100, 60, "gradient", orientation)
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -145,9 +162,11 @@ def test_exif_orientation(orientation: int) -> None:
     assert_same(raw, layout.replace(exif_policy="ignore").pixel_values(data))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=30)
 @given(seed=seeds)
-def test_bfloat16_is_round_to_nearest_even(seed: int) -> None:
-    layout = Layout.preset("qwen2_vl")
+def test_bfloat16_is_round_to_nearest_even(backend: str, seed: int) -> None:
+    layout = Layout.preset("qwen2_vl", backend=backend)
     im = make_image("RGB", 97, 61, "noise", seed)
     f32 = layout.pixel_values(im).pixel_values
     bf = layout.pixel_values(im, dtype="bfloat16").pixel_values
@@ -156,6 +175,11 @@ def test_bfloat16_is_round_to_nearest_even(seed: int) -> None:
     want = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
     assert np.array_equal(bf, want)
     assert np.array_equal(bf.view(ml_dtypes.bfloat16), f32.astype(ml_dtypes.bfloat16))
+    if have_torch():  # torch's own float32 → bfloat16 cast of the reference output
+        import torch
+
+        ref = qwen_reference(layout)(images=[im], return_tensors="pt")["pixel_values"]
+        assert np.array_equal(bf.view(np.int16), ref.to(torch.bfloat16).view(torch.int16).numpy())
 
 
 def unpatchify(pv: np.ndarray, gh: int, gw: int, p: int, m: int = 2, t: int = 2) -> np.ndarray:
@@ -164,21 +188,39 @@ def unpatchify(pv: np.ndarray, gh: int, gw: int, p: int, m: int = 2, t: int = 2)
     return x.transpose(5, 4, 0, 2, 6, 1, 3, 7).reshape(t, 3, gh * p, gw * p)
 
 
-def test_normalisation_of_every_byte_value() -> None:
-    """All 256 values per channel, CLIP and 0.5/0.5, as bits against numpy's f32 ops, on an
-    aligned image (no resize) so every output element maps back to one input byte."""
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "mean_std", [None, ([0.1, 0.2, 0.3], [0.7, 0.013, 3.0]), ([0.0, 1.0, 0.5], [1.0, 0.25, 1e-3])]
+)
+def test_normalisation_of_every_byte_value(backend: str, mean_std: tuple | None) -> None:
+    """All 256 values per channel (the presets' CLIP and 0.5/0.5, and custom mean/std) as bits,
+    on an aligned image (no resize) so every output element maps back to one input byte.
+    PIL backend: numpy's f32 ops as pixels.md §3 writes them; torchvision backend: torch's own
+    ops as transformers 5.24 fuses them (mean·(1/rescale), then normalize's sub_ and div_)."""
+    if backend == "torchvision":
+        require_torch()
     for name in ("qwen2_5_vl", "qwen3_vl"):
-        layout = Layout.preset(name, min_pixels=1)
+        layout = Layout.preset(name, min_pixels=1, backend=backend)
+        if mean_std is not None:
+            layout = layout.replace(image_mean=mean_std[0], image_std=mean_std[1])
         k = layout.knobs
         p = k["patch_size"]
         v = np.arange(224 * 224, dtype=np.int64).reshape(224, 224)
         img = np.stack([v % 256, (v * 7 + 3) % 256, 255 - v % 256], axis=-1).astype(np.uint8)
         out = layout.pixel_values(img)
         _, gh, gw = out.grid_thw[0]
-        x = (img.astype(np.float64) * (1 / 255)).astype(np.float32)
-        want = ((x - np.array(k["image_mean"], np.float32)) / np.array(k["image_std"], np.float32)).transpose(
-            2, 0, 1
-        )
+        if backend == "torchvision":
+            import torch
+            import torchvision.transforms.v2.functional as tvF
+
+            m = torch.tensor(k["image_mean"]) * (1.0 / k["rescale_factor"])
+            s = torch.tensor(k["image_std"]) * (1.0 / k["rescale_factor"])
+            chw = torch.from_numpy(img).permute(2, 0, 1).to(torch.float32)
+            want = tvF.normalize(chw, m.tolist(), s.tolist()).numpy()
+        else:
+            x = (img.astype(np.float64) * (1 / 255)).astype(np.float32)
+            mean, std = np.array(k["image_mean"], np.float32), np.array(k["image_std"], np.float32)
+            want = ((x - mean) / std).transpose(2, 0, 1)
         frames = unpatchify(out.pixel_values, gh, gw, p)
         assert np.array_equal(bits(frames[0]), bits(want)) and np.array_equal(bits(frames[1]), bits(want))
 
@@ -267,9 +309,10 @@ def test_zero_copy_boundary() -> None:
     assert type(owner).__name__ == "PySliceContainer"
 
 
-def test_large_image_multi_block_pillow_falls_back() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_large_image_multi_block_pillow_falls_back(backend: str) -> None:
     """Pillow stores very large images in several blocks (no Arrow export): still exact."""
-    layout = Layout.preset("qwen3_vl")
+    layout = Layout.preset("qwen3_vl", backend=backend)
     im = make_image("RGB", 2900, 2100, "gradient", 3)  # 24 MB of RGBX, above one 16 MB block
     ref = qwen_reference(layout)(images=[im], return_tensors="np")
     assert_same(ref, layout.pixel_values(im))

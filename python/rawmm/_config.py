@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayoutError
-from .layout import _MODEL_TYPES, _PRESETS, RESCALE
+from .layout import _MODEL_TYPES, _PRESETS, BACKENDS, RESCALE
 
 # Keys that cannot change layout or pixels.
 _IGNORED = {"processor_class", "_processor_class", "image_processor_type", "video_processor_type", "auto_map"}
@@ -38,9 +38,10 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def read_config(
-    config: Mapping[str, Any] | str | os.PathLike[str], *, model: str | None
+    config: Mapping[str, Any] | str | os.PathLike[str], *, model: str | None, backend: str | None = None
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """Returns (preset name, image knobs, video knobs)."""
+    """Returns (preset name, image knobs, video knobs). `backend`: the caller's choice, else a
+    "backend" key of the config, else the preset's ("torchvision" for Qwen)."""
     # A dict or a single file describes the image processor: video knobs keep the preset's
     # values. A folder follows transformers' loading order: video_preprocessor_config.json,
     # else preprocessor_config.json.
@@ -63,10 +64,19 @@ def read_config(
     if model not in _PRESETS:
         raise LayoutError(f"unknown model {model!r}; expected one of {sorted(_PRESETS)}")
     family, preset, preset_video = _PRESETS[model]
+    # transformers 5.24 itself cannot load a config with a "backend" key (it is a read-only
+    # property); rawmm reads it as the explicit choice it states.
+    chosen = backend if backend is not None else cfg.pop("backend", None)
+    if chosen is not None and chosen not in BACKENDS:
+        raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {chosen!r}")
     if family == "kimi_k25":
+        if chosen not in (None, "pil"):
+            raise LayoutError("kimi_k25 has no torchvision backend: it follows Moonshot's processor (Pillow)")
         knobs, video = _kimi(cfg, preset, preset_video)
     else:
         knobs = _qwen(cfg, preset)
+        if chosen is not None:
+            knobs["backend"] = chosen
         video = dict(preset_video) if video_cfg is None else _qwen_video(video_cfg, preset_video)
     return model, knobs, video
 
@@ -166,6 +176,8 @@ _VIDEO_IGNORED = {
     "input_data_format",
     "return_tensors",
     "do_pad",
+    # transformers' video processors run torchvision only; the image layout holds the backend.
+    "backend",
 }
 
 

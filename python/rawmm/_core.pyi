@@ -55,6 +55,7 @@ class LayoutCore:
         resize_compat: str,
         exif_policy: str,
         alpha_policy: str,
+        backend: str = "pil",
         merge_size: int | None = None,
         temporal_patch_size: int | None = None,
         min_pixels: int | None = None,
@@ -125,6 +126,7 @@ def resize_bicubic(
     height: int,
     resize_compat: str = "pillow13",
     threads: int | None = None,
+    backend: str = "pil",
 ) -> npt.NDArray[np.uint8]: ...
 def fingerprint_bytes(data: Any) -> str: ...
 def fingerprint_file(path: str | os.PathLike[str]) -> str: ...

@@ -1,9 +1,10 @@
 """The README's main job: the raw-ref round trip on the bundled sample images.
 
-For each image and model family: store the bytes, describe them (header and hash only), build
-the `mmraw:v2` ref, parse it back and materialize `pixel_values`; print grid, tokens, the time
-of each stage and, when transformers is installed, whether the result is bit-identical to the
-reference processor on the same decoded image.
+For each image and model family (Qwen: both image backends): store the bytes, describe them
+(header and hash only), build the `mmraw:v2` ref, parse it back and materialize `pixel_values`;
+print grid, tokens, the time of each stage and, where the reference is installed (transformers;
+torch and torchvision for the torchvision backend), whether the result is bit-identical to it on
+the same decoded image.
 """
 
 from __future__ import annotations
@@ -27,18 +28,37 @@ from .store import AssetStore
 PRESETS = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "kimi_k25"]
 
 
+def layouts() -> list[tuple[str, Layout]]:
+    """(label, layout) per preset; Qwen presets once per image backend, the default first."""
+    out = []
+    for name in PRESETS:
+        layout = Layout.preset(name)
+        if layout.family == "qwen_vl":
+            out += [(f"{name}/tv", layout), (f"{name}/pil", layout.replace(backend="pil"))]
+        else:
+            out.append((name, layout))
+    return out
+
+
 def sample_paths() -> list[Path]:
     folder = resources.files("rawmm") / "samples"
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith((".png", ".jpg")))
 
 
 def reference(layout: Layout) -> Any:
-    """transformers' PIL processor configured like `layout`, or None without transformers."""
+    """transformers' processor of the layout's backend configured like it, or None when it is
+    not installed (the torchvision one needs torch and torchvision)."""
     if layout.family != "qwen_vl":
         return None
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        if layout.knobs["backend"] == "torchvision":
+            import torchvision  # noqa: F401
+            from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor as cls
+        else:
+            from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+                Qwen2VLImageProcessorPil as cls,
+            )
     except ImportError:
         return None
     k = layout.knobs
@@ -51,20 +71,19 @@ def reference(layout: Layout) -> Any:
         "image_mean",
         "image_std",
     )
-    return Qwen2VLImageProcessorPil(**{key: k[key] for key in keys})
+    return cls(**{key: k[key] for key in keys})
 
 
 def run(print_: Any = print) -> list[dict[str, Any]]:
     store = AssetStore(tempfile.mkdtemp(prefix="rawmm-demo-"), run_id="run_demo")
     print_(f"asset store: {store.images_dir}\n")
     cols = ("image", "model", "size", "grid_thw", "tokens", "describe", "ref", "materialize", "parity")
-    line = "{:<14} {:<11} {:>9} {:>13} {:>6} {:>10} {:>8} {:>12}  {}"
+    line = "{:<14} {:<15} {:>9} {:>13} {:>6} {:>10} {:>8} {:>12}  {}"
     print_(line.format(*cols))
-    print_("-" * 100)
+    print_("-" * 104)
     rows = []
     for path in sample_paths():
-        for name in PRESETS:
-            layout = Layout.preset(name)
+        for name, layout in layouts():
             adapter = adapter_for(layout)
             t0 = time.perf_counter()
             d = adapter.describe(
@@ -82,7 +101,7 @@ def run(print_: Any = print) -> list[dict[str, Any]]:
             t2 = time.perf_counter()
             out = adapter.materialize(ref, store=store)
             t3 = time.perf_counter()
-            parity = "-"
+            parity = "-" if layout.family != "qwen_vl" else "no reference installed"
             ref_proc = reference(layout)
             if ref_proc is not None:
                 # the presets apply EXIF and composite alpha: give the reference that image
@@ -137,14 +156,15 @@ def bench(print_: Any = print, repeat: int = 7) -> None:
         s = AssetStore(
             store.images_dir, images_subdir="", allowed_roots=[path.parent, store.images_dir], run_id="b"
         )
-        for name in ("qwen2_5_vl", "qwen3_vl"):
-            layout = Layout.preset(name)
+        for name, layout in layouts():
+            if not name.startswith(("qwen2_5_vl", "qwen3_vl/")):
+                continue
             adapter = adapter_for(layout)
             t_desc = med(lambda: adapter.describe(path, store=s))  # noqa: B023
             im = decode(path.read_bytes())  # both sides get the same decoded image
             t_pix = med(lambda: layout.pixel_values(im))  # noqa: B023
             ref = reference(layout)
-            msg = f"{path.name:<14} {name:<11} describe {t_desc * 1e3:7.3f} ms"
+            msg = f"{path.name:<14} {name:<15} describe {t_desc * 1e3:7.3f} ms"
             msg += f"   pixel_values {t_pix * 1e3:7.2f} ms"
             if ref is not None:
                 t_ref = med(lambda: ref(images=[im], return_tensors="np"))  # noqa: B023

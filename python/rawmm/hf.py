@@ -16,11 +16,13 @@ __all__ = ["ImageProcessor"]
 
 
 class ImageProcessor:
-    """Returns the same dict as transformers' `Qwen2VLImageProcessorPil` (Qwen) or Moonshot's
-    Kimi-K2.5 processor given the same input. Like the reference, it decides EXIF and alpha per
-    input type, whatever the layout's policies say: Qwen strings (paths) get EXIF applied and
-    alpha dropped, Qwen PIL/ndarray inputs no EXIF and alpha composited; Kimi never applies
-    EXIF and always drops alpha."""
+    """Returns the same dict as the transformers processor of the layout's backend
+    (`Qwen2VLImageProcessor` for "torchvision", `Qwen2VLImageProcessorPil` for "pil") or
+    Moonshot's Kimi-K2.5 processor given the same input. Like the reference, it decides EXIF
+    and alpha per input type, whatever the layout's policies say: Qwen strings (paths) get EXIF
+    applied and alpha dropped, Qwen PIL/ndarray inputs no EXIF and alpha composited (the
+    torchvision backend blends RGBA arrays in float32, as transformers does, and decodes paths
+    with torchvision.io when it is installed); Kimi never applies EXIF and always drops alpha."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -42,9 +44,13 @@ class ImageProcessor:
             self.model_input_names = ["pixel_values", "image_grid_thw"]
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], **_: Any) -> ImageProcessor:
-        """Reads `preprocessor_config.json` from a local folder; never downloads."""
-        return cls(Layout.from_preprocessor_config(path))
+    def from_pretrained(
+        cls, path: str | os.PathLike[str], *, backend: str | None = None, **_: Any
+    ) -> ImageProcessor:
+        """Reads `preprocessor_config.json` from a local folder; never downloads. `backend` as in
+        `AutoImageProcessor.from_pretrained` (None: "torchvision", what transformers picks
+        wherever torch is installed)."""
+        return cls(Layout.from_preprocessor_config(path, backend=backend))
 
     def __repr__(self) -> str:
         return f"rawmm.hf.ImageProcessor({self.layout!r})"
@@ -65,8 +71,15 @@ class ImageProcessor:
         if unsupported:
             raise ValueError(f"per-call overrides are not supported: {sorted(unsupported)}; build a Layout")
         kimi = self.layout.family == "kimi_k25"
+        torchvision = not kimi and self.layout.knobs["backend"] == "torchvision"
         arrays = []
         for image in _as_list(images):
+            if torchvision and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+                arrays.append((_torchvision_rgba_blend(image), True))
+                continue
+            if torchvision and isinstance(image, str | os.PathLike) and _tv_decode is not None:
+                arrays.append((_tv_decode(image), False))
+                continue
             if kimi:
                 exif, composite = False, False
             elif isinstance(image, str | os.PathLike):
@@ -94,3 +107,35 @@ class ImageProcessor:
             grid = np.concatenate([p[grid_key] for p in parts])
         grid_key = "grid_thws" if kimi else "image_grid_thw"
         return {"pixel_values": values, grid_key: grid}
+
+
+def _torchvision_rgba_blend(arr: np.ndarray) -> np.ndarray:
+    """transformers' torchvision-backend blend of an RGBA array onto white, op for op in
+    float32: `to_dtype(float32, scale=True)` (times f32(1/255)), `rgb·a + (1 − a)`, then
+    `to_dtype(uint8, scale=True)` (times f32(255.999), truncated)."""
+    if arr.dtype != np.uint8:
+        return arr  # the core refuses it with its own typed error
+    x = arr.astype(np.float32) * np.float32(1.0 / 255)
+    rgb, a = x[..., :3], x[..., 3:]
+    blended = rgb * a + (np.float32(1) - a)
+    return (blended * np.float32(255.0 + 1.0 - 1e-3)).astype(np.uint8)
+
+
+def _torchvision_decode(path: str | os.PathLike[str]) -> np.ndarray:
+    """What transformers' torchvision backend loads for a path: torchvision.io's decoder, RGB,
+    EXIF orientation applied (`load_image_as_tensor`)."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+
+    with open(os.fspath(path), "rb") as f:
+        data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    chw = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
+
+
+try:  # the torchvision backend's own decoder, where it is installed
+    import torchvision as _torchvision  # noqa: F401
+
+    _tv_decode: Any = _torchvision_decode
+except ImportError:
+    _tv_decode = None

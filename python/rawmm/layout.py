@@ -65,6 +65,16 @@ _KIMI_VIDEO = {
 }
 
 
+#: Qwen image backends (api.md, Backends): which transformers image processor the pixels equal.
+#: "torchvision" is what `AutoImageProcessor` returns wherever torch is installed (vLLM, SGLang,
+#: trainers); "pil" is `Qwen2VLImageProcessorPil`. Kimi K2.5 has no such knob: it follows
+#: Moonshot's processor, which works on Pillow images.
+BACKENDS = ("torchvision", "pil")
+#: A Qwen knob set without "backend" means "pil": every layout written before the knob existed
+#: was PIL-exact, and a "pil" fingerprint is the one it had then (hashing.md §5.5).
+_LEGACY_BACKEND = "pil"
+
+
 def _qwen(patch: int, mean: list[float], std: list[float], lo: int, hi: int) -> dict[str, Any]:
     return {
         "patch_size": patch,
@@ -75,6 +85,7 @@ def _qwen(patch: int, mean: list[float], std: list[float], lo: int, hi: int) -> 
         "image_mean": mean,
         "image_std": std,
         **_COMMON,
+        "backend": "torchvision",
     }
 
 
@@ -133,7 +144,7 @@ _INT_KNOBS = {
     "patch_limit_on_one_side",
 }
 _FLOAT3_KNOBS = {"image_mean", "image_std"}
-_STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy"}
+_STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy", "backend"}
 
 
 class Tokenizer(Protocol):
@@ -156,6 +167,12 @@ def _as_float(key: str, v: object) -> float:
 def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """Types per hashing.md §5.2: ints stay ints (no bools or floats), floats are floats."""
     expected = set(_PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
+    if family == "kimi_k25" and "backend" in knobs:
+        raise LayoutError(
+            "kimi_k25 has no backend knob: its reference is Moonshot's processor, which works on Pillow images"
+        )
+    if family != "kimi_k25" and "backend" not in knobs:
+        knobs = {**knobs, "backend": _LEGACY_BACKEND}
     missing, unknown = expected - set(knobs), set(knobs) - expected
     if missing or unknown:
         raise LayoutError(f"{family} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -187,6 +204,8 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
                 raise LayoutError(f"{key} must be a string, got {v!r}")
             if key == "resample" and v != "bicubic":
                 raise LayoutError(f"resample must be 'bicubic' in v1, got {v!r}")
+            if key == "backend" and v not in BACKENDS:
+                raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {v!r}")
             out[key] = v
     return out
 
@@ -281,12 +300,21 @@ class Layout:
 
     @classmethod
     def from_preprocessor_config(
-        cls, config: Mapping[str, Any] | str | os.PathLike[str], *, model: str | None = None
+        cls,
+        config: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        model: str | None = None,
+        backend: str | None = None,
     ) -> Layout:
-        """Reads a preprocessor_config.json dict, file or folder (layout.md §3). Never downloads."""
+        """Reads a preprocessor_config.json dict, file or folder (layout.md §3). Never downloads.
+
+        `backend` (Qwen): like `AutoImageProcessor.from_pretrained(..., backend=)`; None gives
+        "torchvision", what transformers returns wherever torch is installed, whatever class
+        `image_processor_type` names (transformers 5.24 picks the class by backend, not by that
+        name)."""
         from ._config import read_config
 
-        name, knobs, video = read_config(config, model=model)
+        name, knobs, video = read_config(config, model=model, backend=backend)
         return cls(name, video=video, **knobs)
 
     @property

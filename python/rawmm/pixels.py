@@ -205,10 +205,13 @@ def resize_bicubic(
     *,
     resize_compat: str = "pillow13",
     threads: int | None = None,
+    backend: str = "pil",
 ) -> npt.NDArray[np.uint8]:
-    """Pillow-exact `Image.resize((width, height), BICUBIC)` for uint8 HW/HWC arrays."""
+    """Pillow-exact `Image.resize((width, height), BICUBIC)` for uint8 HW/HWC arrays, or with
+    `backend="torchvision"` torch's `interpolate(mode="bicubic", antialias=True)` on uint8 (what
+    torchvision's resize runs on CPU; `resize_compat` does not apply to it)."""
     arr = np.asarray(array)
     squeeze = arr.ndim == 2
     arr = _array_input(arr)
-    out = _core.resize_bicubic(arr, width, height, resize_compat, threads)
+    out = _core.resize_bicubic(arr, width, height, resize_compat, threads, backend)
     return out[:, :, 0] if squeeze else out

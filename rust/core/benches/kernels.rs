@@ -2,10 +2,12 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rawmm_core::layout::{
-    AlphaPolicy, ExifPolicy, Geometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat, RESCALE_1_255,
+    AlphaPolicy, Backend, ExifPolicy, Geometry, Knobs, PixelKnobs, QwenGeometry, Resample, ResizeCompat, RESCALE_1_255,
 };
 use rawmm_core::pipeline::Decoded;
 use rawmm_core::resample::resize_bicubic;
+
+const P13: Resample = Resample::Pillow(ResizeCompat::Pillow13);
 
 fn noise(n: usize) -> Vec<u8> {
     let mut x = 0x9E37_79B9u32;
@@ -29,6 +31,7 @@ fn qwen25() -> Knobs {
         resize_compat: ResizeCompat::Pillow13,
         exif_policy: ExifPolicy::Apply,
         alpha_policy: AlphaPolicy::CompositeWhite,
+        backend: Backend::Pil,
     };
     Knobs::new(Geometry::Qwen(g), p).unwrap()
 }
@@ -38,13 +41,13 @@ fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("1024x1024");
     g.sample_size(20);
     g.bench_function("resize_h_only_1036", |b| {
-        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1024), ResizeCompat::Pillow13, false))
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1024), P13, false))
     });
     g.bench_function("resize_v_only_1036", |b| {
-        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1024, 1036), ResizeCompat::Pillow13, false))
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1024, 1036), P13, false))
     });
     g.bench_function("resize_1036", |b| {
-        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1036), ResizeCompat::Pillow13, false))
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1036), P13, false))
     });
     let k = qwen25();
     let dec = [Decoded { data: &img, width: 1024, height: 1024, channels: 3, alpha: false }];
@@ -55,20 +58,20 @@ fn kernels(c: &mut Criterion) {
     g.bench_function("pack_only_qwen25_1t", |b| b.iter(|| k.pixel_values::<f32>(black_box(&dec), Some(1)).unwrap()));
     {
         use rawmm_core::pack::{normalize_lut, pack_image, Job, Packing};
-        let lut = normalize_lut::<f32>([0.5; 3], [0.5; 3], 1.0 / 255.0);
+        let lut = normalize_lut::<f32>([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Pil);
         let packing = Packing::Qwen { patch: 14, merge: 2, temporal: 2 };
         let mut out = vec![std::mem::MaybeUninit::new(0f32); packing.len(1036, 1036)];
         let job =
             Job { rgb: &aligned, channels: 3, width: 1036, height: 1036, resized_width: 1036, resized_height: 1036 };
         g.bench_function("pack_into_reused_1t", |b| {
-            b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out), false))
+            b.iter(|| pack_image(&job, packing, &lut, P13, black_box(&mut out), false))
         });
         let rgbx = noise(1024 * 1024 * 4);
         let packing = Packing::Qwen { patch: 16, merge: 2, temporal: 2 };
         let mut out16 = vec![std::mem::MaybeUninit::new(0f32); packing.len(1024, 1024)];
         let job = Job { rgb: &rgbx, channels: 4, width: 1024, height: 1024, resized_width: 1024, resized_height: 1024 };
         g.bench_function("pack_rgbx_qwen3_reused_1t", |b| {
-            b.iter(|| pack_image(&job, packing, &lut, ResizeCompat::Pillow13, black_box(&mut out16), false))
+            b.iter(|| pack_image(&job, packing, &lut, P13, black_box(&mut out16), false))
         });
         g.bench_function("fill_reused_25mb", |b| b.iter(|| black_box(&mut out).fill(std::mem::MaybeUninit::new(1.0))));
     }

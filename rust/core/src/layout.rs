@@ -46,6 +46,22 @@ pub enum ResizeCompat {
     Pillow12,
 }
 
+/// Which transformers image processor the pixels reproduce (api.md, Backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `Qwen2VLImageProcessor`: torch's uint8 antialiased bicubic and the fused normalise.
+    Torchvision,
+    /// `Qwen2VLImageProcessorPil`: Pillow's BICUBIC and the two-step normalise.
+    Pil,
+}
+
+/// Whose BICUBIC a resize reproduces: Pillow's (in one of its pass orders) or torch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    Pillow(ResizeCompat),
+    Torch,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExifPolicy {
     Apply,
@@ -78,6 +94,7 @@ macro_rules! str_enum {
 str_enum!(ResizeCompat, "resize_compat", "pillow13" => ResizeCompat::Pillow13, "pillow12" => ResizeCompat::Pillow12);
 str_enum!(ExifPolicy, "exif_policy", "apply" => ExifPolicy::Apply, "ignore" => ExifPolicy::Ignore);
 str_enum!(AlphaPolicy, "alpha_policy", "composite_white" => AlphaPolicy::CompositeWhite, "drop" => AlphaPolicy::Drop);
+str_enum!(Backend, "backend", "torchvision" => Backend::Torchvision, "pil" => Backend::Pil);
 
 /// Knobs that change pixel values but not the grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +105,17 @@ pub struct PixelKnobs {
     pub resize_compat: ResizeCompat,
     pub exif_policy: ExifPolicy,
     pub alpha_policy: AlphaPolicy,
+    pub backend: Backend,
+}
+
+impl PixelKnobs {
+    /// The resize this layout runs: the torchvision backend ignores Pillow's pass order.
+    pub fn resample(&self) -> Resample {
+        match self.backend {
+            Backend::Torchvision => Resample::Torch,
+            Backend::Pil => Resample::Pillow(self.resize_compat),
+        }
+    }
 }
 
 /// A complete, validated image layout: geometry plus pixel knobs.
@@ -136,6 +164,9 @@ impl Knobs {
                 positive("patch_limit_on_one_side", g.patch_limit_on_one_side)?;
                 if g.patch_size * g.merge_kernel_size > 1 << 16 || g.patch_limit_on_one_side > MAX_SIDE {
                     return layout("kimi knobs are too large");
+                }
+                if pixel.backend != Backend::Pil {
+                    return layout("kimi_k25 has no torchvision backend: it follows Moonshot's processor (Pillow)");
                 }
                 if pixel.image_mean != [0.5; 3] || pixel.image_std != [0.5; 3] {
                     return layout(
@@ -186,6 +217,11 @@ impl Knobs {
             ("rescale_factor", py_float_repr(p.rescale_factor)),
             ("resize_compat", quoted(p.resize_compat.as_str())),
         ];
+        // "pil" is the meaning of every layout written before the knob existed, so it stays out
+        // of the text and those fingerprints (and the refs that carry them) keep resolving.
+        if p.backend == Backend::Torchvision {
+            pairs.push(("backend", quoted(p.backend.as_str())));
+        }
         match self.geometry {
             Geometry::Qwen(g) => pairs.extend([
                 ("patch_size", g.patch_size.to_string()),
@@ -370,6 +406,7 @@ pub(crate) mod tests {
             resize_compat: ResizeCompat::Pillow13,
             exif_policy: ExifPolicy::Apply,
             alpha_policy: AlphaPolicy::CompositeWhite,
+            backend: Backend::Pil,
         }
     }
     pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
@@ -473,6 +510,12 @@ pub(crate) mod tests {
         );
         assert_eq!(qwen25().fingerprint(), "69a42a62e3c05bd59af9e65022fe6eb0");
         assert_eq!(kimi().fingerprint(), "6458b2b215d334c0385058a4d628ed3f");
+        // The torchvision backend adds one pair, in key order; "pil" texts are unchanged.
+        let mut tv = qwen3();
+        tv.pixel.backend = Backend::Torchvision;
+        let want = qwen3().fingerprint_text().replace(";exif_policy", ";backend=\"torchvision\";exif_policy");
+        assert_eq!(tv.fingerprint_text(), want);
+        assert_ne!(tv.fingerprint(), qwen3().fingerprint());
     }
 
     #[test]
@@ -515,5 +558,7 @@ pub(crate) mod tests {
             fixed_output_tokens: None,
         };
         assert!(Knobs::new(Geometry::Kimi(kg), pixel(CLIP_MEAN, CLIP_STD)).is_err());
+        let tv = PixelKnobs { backend: Backend::Torchvision, ..pixel([0.5; 3], [0.5; 3]) };
+        assert!(Knobs::new(Geometry::Kimi(kg), tv).is_err());
     }
 }

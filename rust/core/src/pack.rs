@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::layout::ResizeCompat;
+use crate::layout::{Backend, Resample};
 use crate::resample::{RowResizer, Scratch};
 
 /// Output element: f32 or bfloat16 bit patterns.
@@ -32,12 +32,12 @@ pub fn pack_to_vec<T: Element>(
     job: &Job,
     packing: Packing,
     lut: &[[T; 256]; 3],
-    compat: ResizeCompat,
+    resample: Resample,
     parallel: bool,
 ) -> Vec<T> {
     let n = packing.len(job.resized_width, job.resized_height);
     let mut out = crate::mem::with_capacity(n);
-    pack_image(job, packing, lut, compat, &mut out.spare_capacity_mut()[..n], parallel);
+    pack_image(job, packing, lut, resample, &mut out.spare_capacity_mut()[..n], parallel);
     // SAFETY: `pack_image` initialised all `n` elements.
     unsafe { out.set_len(n) };
     out
@@ -50,15 +50,22 @@ pub fn bf16_bits(x: f32) -> u16 {
     half::bf16::from_f32(x).to_bits()
 }
 
-/// `(f32(f64(v) · rescale) − f32(mean)) / f32(std)` for every channel and byte value: exact,
-/// because the normalisation is a pure function of (channel, value).
-pub fn normalize_lut<T: Element>(mean: [f64; 3], std: [f64; 3], rescale: f64) -> [[T; 256]; 3] {
+/// The normalisation of every channel and byte value: exact as a table, because it is a pure
+/// function of (channel, value).
+/// - PIL backend: `(f32(f64(v) · rescale) − f32(mean)) / f32(std)` (pixels.md §3);
+/// - torchvision backend, rescale fused into mean and std as transformers does it (float32
+///   tensors times the Python float `1 / rescale`): `(f32(v) − m) / s` with
+///   `m = f32(mean) · f32(1 / rescale)`, `s = f32(std) · f32(1 / rescale)`, every step in f32.
+pub fn normalize_lut<T: Element>(mean: [f64; 3], std: [f64; 3], rescale: f64, backend: Backend) -> [[T; 256]; 3] {
     let mut lut = [[T::default(); 256]; 3];
+    let inv = (1.0 / rescale) as f32;
     for (c, table) in lut.iter_mut().enumerate() {
         let (m, s) = (mean[c] as f32, std[c] as f32);
         for (v, slot) in table.iter_mut().enumerate() {
-            let x = (v as f64 * rescale) as f32;
-            *slot = T::from_f32((x - m) / s);
+            *slot = T::from_f32(match backend {
+                Backend::Pil => ((v as f64 * rescale) as f32 - m) / s,
+                Backend::Torchvision => (v as f32 - m * inv) / (s * inv),
+            });
         }
     }
     lut
@@ -102,13 +109,13 @@ pub fn pack_image<T: Element>(
     job: &Job,
     packing: Packing,
     lut: &[[T; 256]; 3],
-    compat: ResizeCompat,
+    resample: Resample,
     out: &mut [MaybeUninit<T>],
     parallel: bool,
 ) {
     let (rw, rh) = (job.resized_width, job.resized_height);
     assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
-    let rs = RowResizer::new(job.rgb, job.channels, true, (job.width, job.height), (rw, rh), compat);
+    let rs = RowResizer::new(job.rgb, job.channels, true, (job.width, job.height), (rw, rh), resample);
     let ch = rs.channels();
     let (band_rows, band_len) = match packing {
         Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),
@@ -206,7 +213,7 @@ pub fn pack_qwen_video<T: Element>(
     frames: &[Job],
     (patch, merge, temporal): (usize, usize, usize),
     lut: &[[T; 256]; 3],
-    compat: ResizeCompat,
+    resample: Resample,
     out: &mut [MaybeUninit<T>],
     parallel: bool,
 ) {
@@ -216,7 +223,7 @@ pub fn pack_qwen_video<T: Element>(
     assert_eq!(out.len(), groups * packing.len(rw, rh), "output slice has the wrong length");
     let resizers: Vec<RowResizer> = frames
         .iter()
-        .map(|f| RowResizer::new(f.rgb, f.channels, true, (f.width, f.height), (rw, rh), compat))
+        .map(|f| RowResizer::new(f.rgb, f.channels, true, (f.width, f.height), (rw, rh), resample))
         .collect();
     let ch = resizers[0].channels();
     assert!(resizers.iter().all(|r| r.channels() == ch), "frames must share one channel layout");
@@ -382,7 +389,7 @@ mod tests {
     use super::*;
 
     fn lut() -> [[f32; 256]; 3] {
-        normalize_lut([0.5; 3], [0.5; 3], 1.0 / 255.0)
+        normalize_lut([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Pil)
     }
 
     /// Direct transcription of the closed form of pixels.md §4.
@@ -422,7 +429,8 @@ mod tests {
         let packing = Packing::Qwen { patch: p, merge: m, temporal: t };
         for parallel in [false, true] {
             let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
-            let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
+            let out =
+                pack_to_vec(&job, packing, &lut(), Resample::Pillow(crate::layout::ResizeCompat::Pillow13), parallel);
             assert_eq!(out, qwen_reference(&img, w, h, p, m, t));
         }
     }
@@ -444,7 +452,7 @@ mod tests {
                 &jobs,
                 (p, m, t),
                 &lut(),
-                ResizeCompat::Pillow13,
+                Resample::Pillow(crate::layout::ResizeCompat::Pillow13),
                 &mut out.spare_capacity_mut()[..n],
                 parallel,
             );
@@ -487,7 +495,8 @@ mod tests {
         let packing = Packing::Kimi { patch: 14, padded_width: 28, padded_height: 28 };
         let job = Job { rgb: &img, channels: 3, width: 30, height: 9, resized_width: 20, resized_height: 5 };
         for parallel in [false, true] {
-            let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, parallel);
+            let out =
+                pack_to_vec(&job, packing, &lut(), Resample::Pillow(crate::layout::ResizeCompat::Pillow13), parallel);
             assert_eq!(out.len(), 4 * 3 * 14 * 14);
             assert!(out[2 * 3 * 196..].iter().all(|&v| v == -1.0), "second patch row is padding");
         }
@@ -499,7 +508,7 @@ mod tests {
         let img: Vec<u8> = (0..w * h * 3).map(|v| (v * 17 % 256) as u8).collect();
         let packing = Packing::Kimi { patch: p, padded_width: 8, padded_height: 4 };
         let job = Job { rgb: &img, channels: 3, width: w, height: h, resized_width: w, resized_height: h };
-        let out = pack_to_vec(&job, packing, &lut(), ResizeCompat::Pillow13, false);
+        let out = pack_to_vec(&job, packing, &lut(), Resample::Pillow(crate::layout::ResizeCompat::Pillow13), false);
         let l = lut();
         let (gw, pw) = (4, 8);
         for py in 0..4 {

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::convert::to_rgb;
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, ImageLayout, Knobs};
+use crate::layout::{Geometry, ImageLayout, Knobs, PixelKnobs};
 use crate::pack::{normalize_lut, pack_image, Element, Job, Packing};
 
 /// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
@@ -31,6 +31,13 @@ impl Decoded<'_> {
             return Err(Error::Decode("pixel buffer length does not match its shape".into()));
         }
         Ok(())
+    }
+}
+
+impl PixelKnobs {
+    /// The normalisation table of this layout's backend.
+    pub fn lut<T: Element>(&self) -> [[T; 256]; 3] {
+        normalize_lut(self.image_mean, self.image_std, self.rescale_factor, self.backend)
     }
 }
 
@@ -79,7 +86,7 @@ impl Knobs {
             layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
         let total: usize = lens.iter().sum();
         let mut values = crate::mem::with_capacity(total);
-        let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
+        let lut = self.pixel.lut::<T>();
         let parallel = threads != Some(1);
         let run = |values: &mut [std::mem::MaybeUninit<T>]| {
             let mut slices = Vec::with_capacity(images.len());
@@ -99,7 +106,7 @@ impl Knobs {
                     resized_width: l.resized_width as usize,
                     resized_height: l.resized_height as usize,
                 };
-                pack_image(&job, self.packing(l), &lut, self.pixel.resize_compat, out, parallel);
+                pack_image(&job, self.packing(l), &lut, self.pixel.resample(), out, parallel);
             };
             if parallel {
                 images.par_iter().zip(layouts.par_iter().zip(slices.into_par_iter())).for_each(one);
@@ -137,7 +144,7 @@ impl Knobs {
                 return Err(Error::Decode("all frames of a video must have one size and mode".into()));
             }
         }
-        let lut = normalize_lut::<T>(self.pixel.image_mean, self.pixel.image_std, self.pixel.rescale_factor);
+        let lut = self.pixel.lut::<T>();
         let parallel = threads != Some(1);
         let rgb: Vec<_> = frames.iter().map(|f| to_rgb(f.data, f.channels, f.alpha, self.pixel.alpha_policy)).collect();
         let jobs: Vec<Job> = rgb
@@ -151,7 +158,7 @@ impl Knobs {
                 resized_height: rh,
             })
             .collect();
-        let compat = self.pixel.resize_compat;
+        let resample = self.pixel.resample();
         let (per_unit, units) = match self.geometry {
             Geometry::Qwen(g) => {
                 let (p, m, t) = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
@@ -173,12 +180,12 @@ impl Knobs {
         let run = |out: &mut [std::mem::MaybeUninit<T>]| match self.geometry {
             Geometry::Qwen(g) => {
                 let dims = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
-                crate::pack::pack_qwen_video(&jobs, dims, &lut, compat, out, parallel)
+                crate::pack::pack_qwen_video(&jobs, dims, &lut, resample, out, parallel)
             }
             Geometry::Kimi(g) => {
                 let packing = Packing::Kimi { patch: g.patch_size as usize, padded_width: pw, padded_height: ph };
                 for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
-                    pack_image(job, packing, &lut, compat, slice, parallel);
+                    pack_image(job, packing, &lut, resample, slice, parallel);
                 }
             }
         };

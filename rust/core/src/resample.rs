@@ -1,20 +1,23 @@
-//! Pillow-exact BICUBIC resampling of uint8 images (pixels.md §2).
+//! Bit-exact BICUBIC resampling of uint8 images: Pillow's (pixels.md §2) and torch's uint8
+//! antialiased kernel, which torchvision runs for transformers' torchvision backend (§8).
 //!
-//! Pillow quantises f64 filter taps to 22-bit fixed point, accumulates in i32 and clamps each
-//! pass to uint8. SIMD resize crates use 16-bit taps and differ, hence this hand-written port.
-//! Inner loops run over contiguous runs of a row so LLVM vectorises them.
+//! Both quantise f64 filter taps to fixed point, accumulate in i32 and clamp each pass to
+//! uint8; they differ in the cubic's operation order, the tap precision (Pillow: 22 bits;
+//! torch: int16 taps, precision chosen per axis from the largest weight) and the pass order.
+//! SIMD resize crates use other precisions and differ, hence this hand-written port. Inner
+//! loops run over contiguous runs of a row so LLVM vectorises them.
 
-use crate::layout::ResizeCompat;
+use crate::layout::{Resample, ResizeCompat};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-const ROUND: i32 = 1 << (PRECISION_BITS - 1);
+/// Pillow's precision for 8-bit images: 32 − 8 − 2 bits.
+const PILLOW_PRECISION: u32 = 22;
 
-/// Cubic convolution, a = -0.5, in Pillow's operation order.
+/// Cubic convolution, a = −0.5, in Pillow's operation order.
 #[inline]
-fn bicubic(x: f64) -> f64 {
+fn pillow_cubic(x: f64) -> f64 {
     let x = x.abs();
     if x < 1.0 {
         ((1.5 * x - 2.5) * x) * x + 1.0
@@ -25,51 +28,97 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
+/// The same cubic in torch's order (`cubic_convolution1/2` of ATen's UpSample.h with
+/// A = −0.5): `((A+2)x − (A+3))·x·x + 1` and `((A·x − 5A)·x + 8A)·x − 4A`.
+#[inline]
+fn torch_cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+    } else {
+        0.0
+    }
+}
+
 /// Quantised taps for one axis: output `i` reads `count[i]` inputs from `lo[i]`, with taps
-/// `taps[i * ksize ..][.. count[i]]`.
+/// `taps[i * ksize ..][.. count[i]]`; `(Σ src·tap + round) >> precision`, clamped to u8.
 #[derive(Debug, Clone)]
 pub struct Coeffs {
     pub ksize: usize,
     pub lo: Vec<usize>,
     pub count: Vec<usize>,
     pub taps: Vec<i32>,
-    /// For the SIMD kernels: per output, taps two by two as `[hi, lo]` words, each holding
-    /// the two taps' `k >> 11` (or `k & 0x7FF`) as 16-bit halves (`ksize.div_ceil(2)` each).
+    pub precision: u32,
+    /// For the SIMD kernels, per output, taps two by two: when every tap fits i16 (torch),
+    /// `[k0 | k1 << 16, 0]`; otherwise (Pillow's 22-bit taps) `[hi, lo]` words holding the two
+    /// taps' `k >> 11` and `k & 0x7FF` as 16-bit halves. `ksize.div_ceil(2)` per output.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pairs: Vec<[i32; 2]>,
+    /// Whether `pairs` holds split halves.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    split: bool,
 }
 
 impl Coeffs {
+    /// Pillow's taps for `n_in` → `n_out`.
     pub fn new(n_in: usize, n_out: usize) -> Coeffs {
+        Coeffs::build(n_in, n_out, false)
+    }
+
+    /// torch's taps (`_compute_index_ranges_int16_weights` with antialias, align_corners=False).
+    pub fn torch(n_in: usize, n_out: usize) -> Coeffs {
+        Coeffs::build(n_in, n_out, true)
+    }
+
+    fn build(n_in: usize, n_out: usize, torch: bool) -> Coeffs {
         assert!(n_in > 0 && n_out > 0);
         let scale = n_in as f64 / n_out as f64;
         let fs = scale.max(1.0);
         let support = 2.0 * fs;
         let ksize = support.ceil() as usize * 2 + 1;
         let inv = 1.0 / fs;
+        let filter = if torch { torch_cubic } else { pillow_cubic };
         let mut lo = Vec::with_capacity(n_out);
         let mut count = Vec::with_capacity(n_out);
-        let mut taps = vec![0i32; n_out * ksize];
-        let mut w = vec![0f64; ksize];
-        for i in 0..n_out {
+        let mut weights = vec![0f64; n_out * ksize];
+        let mut w_max = 0f64;
+        for (i, w) in weights.chunks_exact_mut(ksize).enumerate() {
             let center = (i as f64 + 0.5) * scale;
             let a = ((center - support + 0.5) as i64).max(0) as usize;
             let b = ((center + support + 0.5) as i64).min(n_in as i64) as usize;
-            let n = b - a;
+            // torch clips the rare count that rounding makes one larger than the kernel.
+            let n = if torch { (b - a).min(ksize) } else { b - a };
             let mut sum = 0.0;
             for (j, wj) in w[..n].iter_mut().enumerate() {
-                *wj = bicubic((((a + j) as f64 - center) + 0.5) * inv);
+                *wj = filter((((a + j) as f64 - center) + 0.5) * inv);
                 sum += *wj;
             }
-            for (j, wj) in w[..n].iter().enumerate() {
-                let v = if sum != 0.0 { wj / sum } else { *wj };
-                let scaled = v * (1u32 << PRECISION_BITS) as f64;
-                taps[i * ksize + j] = if v < 0.0 { (scaled - 0.5) as i32 } else { (scaled + 0.5) as i32 };
+            if sum != 0.0 {
+                for wj in &mut w[..n] {
+                    *wj /= sum;
+                    w_max = w_max.max(*wj);
+                }
             }
             lo.push(a);
             count.push(n);
         }
+        // torch: the largest precision whose doubled largest weight still rounds below 2^15.
+        let precision = if torch {
+            (0..22).find(|p| (0.5 + w_max * (1u32 << (p + 1)) as f64) as i32 >= 1 << 15).unwrap_or(22)
+        } else {
+            PILLOW_PRECISION
+        };
+        let one = (1u32 << precision) as f64;
+        let taps: Vec<i32> =
+            weights.iter().map(|&w| if w < 0.0 { (w * one - 0.5) as i32 } else { (w * one + 0.5) as i32 }).collect();
+        let split = taps.iter().any(|&k| k as i16 as i32 != k);
         let half = |k: i32| -> (u32, u32) {
+            if !split {
+                return (k as u16 as u32, 0);
+            }
             // |k| < 2^24, so k >> 11 fits i16; k = (k >> 11) · 2^11 + (k & 0x7FF) exactly.
             debug_assert!((k >> 11) as i16 as i32 == k >> 11);
             ((k >> 11) as u16 as u32, (k & 0x7FF) as u32)
@@ -84,7 +133,7 @@ impl Coeffs {
                 })
             })
             .collect();
-        Coeffs { ksize, lo, count, taps, pairs }
+        Coeffs { ksize, lo, count, taps, precision, pairs, split }
     }
 
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -96,11 +145,17 @@ impl Coeffs {
     fn tap(&self, i: usize) -> (usize, &[i32]) {
         (self.lo[i], &self.taps[i * self.ksize..i * self.ksize + self.count[i]])
     }
+
+    /// The accumulator's starting value: one half in fixed point.
+    #[inline]
+    fn round(&self) -> i32 {
+        1 << (self.precision - 1)
+    }
 }
 
 #[inline(always)]
-fn clip8(acc: i32) -> u8 {
-    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+fn clip8(acc: i32, precision: u32) -> u8 {
+    (acc >> precision).clamp(0, 255) as u8
 }
 
 /// Rows filtered together by the horizontal pass. The block is transposed so each tap reads
@@ -138,7 +193,7 @@ fn horizontal_block_impl<const CIN: usize, const C: usize, const RC: usize>(
     }
     for (xo, o) in obuf[..w_out * RC].chunks_exact_mut(RC).enumerate() {
         let (lo, taps) = co.tap(xo);
-        let mut acc = [ROUND; RC];
+        let mut acc = [co.round(); RC];
         for (col, &k) in tbuf[lo * RC..].chunks_exact(RC).zip(taps) {
             let col: &[u8; RC] = col.try_into().expect("chunk of RC");
             for i in 0..RC {
@@ -146,7 +201,7 @@ fn horizontal_block_impl<const CIN: usize, const C: usize, const RC: usize>(
             }
         }
         for i in 0..RC {
-            o[i] = clip8(acc[i]);
+            o[i] = clip8(acc[i], co.precision);
         }
     }
     // Transpose back: row r of the block is every RC-th group of C bytes.
@@ -171,7 +226,7 @@ fn vertical_row_impl(
 ) {
     let (lo, taps) = co.tap(y);
     acc.clear();
-    acc.resize(stride, ROUND);
+    acc.resize(stride, co.round());
     for (j, &k) in taps.iter().enumerate() {
         let row = &src[(lo + j - origin) * stride..][..stride];
         for (a, &v) in acc.iter_mut().zip(row) {
@@ -179,7 +234,7 @@ fn vertical_row_impl(
         }
     }
     for (d, &a) in dst.iter_mut().zip(acc.iter()) {
-        *d = clip8(a);
+        *d = clip8(a, co.precision);
     }
 }
 
@@ -256,11 +311,12 @@ fn horizontal_rows(
     }
 }
 
-/// Pillow 13's pass-order rule (signed arithmetic, pixels.md §2.4).
-pub fn vertical_first(compat: ResizeCompat, w_in: usize, h_in: usize, w_out: usize, h_out: usize) -> bool {
+/// Pillow 13's pass-order rule (signed arithmetic, pixels.md §2.4); Pillow 12 and torch
+/// always run the horizontal pass first.
+pub fn vertical_first(resample: Resample, w_in: usize, h_in: usize, w_out: usize, h_out: usize) -> bool {
     let dh = h_in as i64 - h_out as i64;
     let dw = w_in as i64 - w_out as i64;
-    compat == ResizeCompat::Pillow13 && dh > 0 && dh > 2 * dw
+    resample == Resample::Pillow(ResizeCompat::Pillow13) && dh > 0 && dh > 2 * dw
 }
 
 /// How a resize runs: at most one pass per axis, in Pillow's order.
@@ -316,15 +372,19 @@ impl<'a> RowResizer<'a> {
         drop_fourth: bool,
         (w_in, h_in): (usize, usize),
         (w_out, h_out): (usize, usize),
-        compat: ResizeCompat,
+        resample: Resample,
     ) -> Self {
         assert!((1..=4).contains(&channels) && src.len() == w_in * h_in * channels);
-        let (h, v) = (|| Coeffs::new(w_in, w_out), || Coeffs::new(h_in, h_out));
+        let coeffs = |n_in, n_out| match resample {
+            Resample::Torch => Coeffs::torch(n_in, n_out),
+            Resample::Pillow(_) => Coeffs::new(n_in, n_out),
+        };
+        let (h, v) = (|| coeffs(w_in, w_out), || coeffs(h_in, h_out));
         let plan = match (w_in != w_out, h_in != h_out) {
             (false, false) => Plan::Copy,
             (true, false) => Plan::Horizontal(h()),
             (false, true) => Plan::Vertical(v()),
-            (true, true) if vertical_first(compat, w_in, h_in, w_out, h_out) => Plan::VerticalFirst(v(), h()),
+            (true, true) if vertical_first(resample, w_in, h_in, w_out, h_out) => Plan::VerticalFirst(v(), h()),
             (true, true) => Plan::HorizontalFirst(h(), v()),
         };
         let narrow = drop_fourth && channels == 4 && !matches!(plan, Plan::Copy | Plan::Vertical(_));
@@ -443,21 +503,25 @@ fn vertical_rows(src: &[u8], stride: usize, origin: usize, y0: usize, dst: &mut 
     }
 }
 
-/// Resizes a whole `w_in`×`h_in`×`channels` u8 image like Pillow's `Image.resize(BICUBIC)`.
+/// Resizes a whole `w_in`×`h_in`×`channels` u8 image like Pillow's `Image.resize(BICUBIC)` or
+/// torch's `interpolate(mode="bicubic", antialias=True)` on uint8.
 pub fn resize_bicubic(
     src: &[u8],
     channels: usize,
     size_in: (usize, usize),
     size_out: (usize, usize),
-    compat: ResizeCompat,
+    resample: Resample,
     parallel: bool,
 ) -> Vec<u8> {
-    RowResizer::new(src, channels, false, size_in, size_out, compat).materialize(parallel)
+    RowResizer::new(src, channels, false, size_in, size_out, resample).materialize(parallel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const P13: Resample = Resample::Pillow(ResizeCompat::Pillow13);
+    const P12: Resample = Resample::Pillow(ResizeCompat::Pillow12);
 
     fn taps(n_in: usize, n_out: usize, i: usize) -> (usize, Vec<i32>) {
         let c = Coeffs::new(n_in, n_out);
@@ -479,17 +543,17 @@ mod tests {
     #[test]
     fn pass_order_rule() {
         // 720×477 → 728×476 shrinks the height and grows the width: vertical first in Pillow 13.
-        assert!(vertical_first(ResizeCompat::Pillow13, 720, 477, 728, 476));
-        assert!(!vertical_first(ResizeCompat::Pillow12, 720, 477, 728, 476));
-        assert!(!vertical_first(ResizeCompat::Pillow13, 1024, 1024, 1036, 1036));
+        assert!(vertical_first(P13, 720, 477, 728, 476));
+        assert!(!vertical_first(P12, 720, 477, 728, 476));
+        assert!(!vertical_first(P13, 1024, 1024, 1036, 1036));
     }
 
     #[test]
     fn unchanged_size_is_a_copy_and_flat_stays_flat() {
         let src: Vec<u8> = (0..6 * 5 * 3).map(|v| v as u8).collect();
-        assert_eq!(resize_bicubic(&src, 3, (6, 5), (6, 5), ResizeCompat::Pillow13, false), src);
+        assert_eq!(resize_bicubic(&src, 3, (6, 5), (6, 5), P13, false), src);
         let flat = vec![77u8; 40 * 30 * 3];
-        let out = resize_bicubic(&flat, 3, (40, 30), (13, 57), ResizeCompat::Pillow13, true);
+        let out = resize_bicubic(&flat, 3, (40, 30), (13, 57), P13, true);
         assert!(out.iter().all(|&v| v == 77));
     }
 
@@ -530,8 +594,11 @@ mod tests {
             return;
         }
         let sizes = [(1, 1), (5, 9), (8, 8), (11, 3), (16, 40), (37, 100), (100, 37), (300, 7), (7, 300), (1000, 13)];
-        for (case, &(w_in, w_out)) in sizes.iter().enumerate() {
-            let co = Coeffs::new(w_in, w_out);
+        // Both tap kinds: Pillow's split 22-bit taps and torch's int16 ones.
+        let cases = sizes.iter().flat_map(|&(w_in, w_out)| {
+            [(w_in, w_out, Coeffs::new(w_in, w_out)), (w_in, w_out, Coeffs::torch(w_in, w_out))]
+        });
+        for (case, (w_in, w_out, co)) in cases.enumerate() {
             for rows in 1..=8 {
                 let seed = (case * 97 + rows) as u32;
                 horizontal_agrees::<3, 3, 24>(w_in, w_out, rows, &co, seed);
@@ -558,14 +625,43 @@ mod tests {
         }
         // Extreme taps: strong upscale (largest centre tap) and strong downscale (many taps).
         for (n_in, n_out) in [(2, 1000), (3000, 7), (1024, 1036)] {
-            let co = Coeffs::new(n_in, n_out);
-            let src = noise(n_in * 48, 3);
-            for y in (0..n_out).step_by(1 + n_out / 50) {
-                let (mut want, mut got) = (vec![0u8; 48], vec![0u8; 48]);
-                vertical_row_impl(&src, 48, 0, y, &mut want, &co, &mut Vec::new());
-                unsafe { avx2::vertical_row(&src, 48, 0, y, &mut got, &co) };
-                assert_eq!(got, want, "vertical {n_in}->{n_out} y={y}");
+            for co in [Coeffs::new(n_in, n_out), Coeffs::torch(n_in, n_out)] {
+                let src = noise(n_in * 48, 3);
+                for y in (0..n_out).step_by(1 + n_out / 50) {
+                    let (mut want, mut got) = (vec![0u8; 48], vec![0u8; 48]);
+                    vertical_row_impl(&src, 48, 0, y, &mut want, &co, &mut Vec::new());
+                    unsafe { avx2::vertical_row(&src, 48, 0, y, &mut got, &co) };
+                    assert_eq!(got, want, "vertical {n_in}->{n_out} y={y}");
+                }
             }
+        }
+    }
+
+    #[test]
+    fn torch_taps_fit_int16_and_the_precision_rule() {
+        // torch's rule: the largest precision p < 22 such that round(w_max · 2^(p+1)) < 2^15.
+        for (n_in, n_out) in [(1, 1), (1, 500), (500, 1), (1024, 1036), (4000, 7), (7, 4000), (33, 32)] {
+            let co = Coeffs::torch(n_in, n_out);
+            assert!(!co.split, "{n_in}->{n_out}");
+            let w_max = *co.taps.iter().max().unwrap() as f64 / (1u32 << co.precision) as f64;
+            assert!((1..=22).contains(&co.precision));
+            if co.precision < 22 {
+                assert!((w_max * (1u32 << (co.precision + 1)) as f64).round() >= 32768.0, "{n_in}->{n_out}");
+            }
+        }
+        assert!(Coeffs::new(1024, 1036).split, "Pillow's 22-bit taps need the split form");
+    }
+
+    #[test]
+    fn torch_runs_horizontal_first_and_channels_are_independent() {
+        assert!(!vertical_first(Resample::Torch, 720, 477, 728, 476));
+        let src = noise(90 * 70 * 3, 5);
+        let rgb = resize_bicubic(&src, 3, (90, 70), (33, 120), Resample::Torch, false);
+        for c in 0..3 {
+            let plane: Vec<u8> = src.iter().skip(c).step_by(3).copied().collect();
+            let one = resize_bicubic(&plane, 1, (90, 70), (33, 120), Resample::Torch, true);
+            let got: Vec<u8> = rgb.iter().skip(c).step_by(3).copied().collect();
+            assert_eq!(got, one, "channel {c}");
         }
     }
 
@@ -574,8 +670,8 @@ mod tests {
         // Both pass orders; one scratch shared by two resizers and bands out of order, so the
         // sliding window must notice rows it cannot reuse.
         let src = noise(97 * 61 * 4, 11);
-        let a = RowResizer::new(&src, 4, true, (97, 61), (40, 150), ResizeCompat::Pillow13);
-        let b = RowResizer::new(&src, 4, true, (97, 61), (120, 20), ResizeCompat::Pillow13);
+        let a = RowResizer::new(&src, 4, true, (97, 61), (40, 150), P13);
+        let b = RowResizer::new(&src, 4, true, (97, 61), (120, 20), P13);
         let whole = [a.materialize(false), b.materialize(false)];
         let mut scratch = Scratch::default();
         for (y0, n) in [(0, 7), (7, 7), (3, 20), (100, 50), (14, 1), (0, 20), (19, 1), (60, 41)] {
@@ -593,8 +689,8 @@ mod tests {
     fn parallel_equals_serial() {
         let src: Vec<u8> = (0..123 * 77 * 4).map(|v| (v * 7919 % 251) as u8).collect();
         for (w, h) in [(60, 200), (300, 40), (123, 30)] {
-            let a = resize_bicubic(&src, 4, (123, 77), (w, h), ResizeCompat::Pillow13, false);
-            let b = resize_bicubic(&src, 4, (123, 77), (w, h), ResizeCompat::Pillow13, true);
+            let a = resize_bicubic(&src, 4, (123, 77), (w, h), P13, false);
+            let b = resize_bicubic(&src, 4, (123, 77), (w, h), P13, true);
             assert_eq!(a, b);
         }
     }

@@ -9,7 +9,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use rawmm_core::layout::{
-    self as core_layout, AlphaPolicy, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry, ResizeCompat,
+    self as core_layout, AlphaPolicy, Backend, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry,
+    Resample, ResizeCompat,
 };
 use rawmm_core::pipeline::Decoded;
 use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
@@ -120,7 +121,7 @@ struct LayoutCore {
 impl LayoutCore {
     #[new]
     #[pyo3(signature = (family, *, patch_size, image_mean, image_std, rescale_factor, resize_compat, exif_policy, alpha_policy,
-                        merge_size=None, temporal_patch_size=None, min_pixels=None, max_pixels=None,
+                        backend="pil", merge_size=None, temporal_patch_size=None, min_pixels=None, max_pixels=None,
                         merge_kernel_size=None, in_patch_limit=None, patch_limit_on_one_side=None, fixed_output_tokens=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -133,6 +134,7 @@ impl LayoutCore {
         resize_compat: &str,
         exif_policy: &str,
         alpha_policy: &str,
+        backend: &str,
         merge_size: Option<i64>,
         temporal_patch_size: Option<i64>,
         min_pixels: Option<i64>,
@@ -169,6 +171,7 @@ impl LayoutCore {
             resize_compat: ResizeCompat::parse(resize_compat).py_err(py)?,
             exif_policy: ExifPolicy::parse(exif_policy).py_err(py)?,
             alpha_policy: AlphaPolicy::parse(alpha_policy).py_err(py)?,
+            backend: Backend::parse(backend).py_err(py)?,
         };
         Ok(LayoutCore { knobs: Knobs::new(geometry, pixel).py_err(py)? })
     }
@@ -404,9 +407,10 @@ fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDic
     Ok(d)
 }
 
-/// Pillow-exact BICUBIC on a C-contiguous uint8 (H, W, C) array.
+/// Pillow- or torch-exact BICUBIC on a C-contiguous uint8 (H, W, C) array.
 #[pyfunction]
-#[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None))]
+#[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None, backend="pil"))]
+#[allow(clippy::too_many_arguments)]
 fn resize_bicubic<'py>(
     py: Python<'py>,
     array: PyReadonlyArray3<'py, u8>,
@@ -414,8 +418,13 @@ fn resize_bicubic<'py>(
     height: i64,
     resize_compat: &str,
     threads: Option<usize>,
+    backend: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let compat = ResizeCompat::parse(resize_compat).py_err(py)?;
+    let resample = match Backend::parse(backend).py_err(py)? {
+        Backend::Pil => Resample::Pillow(compat),
+        Backend::Torchvision => Resample::Torch,
+    };
     let (w_out, h_out) = (positive(py, "width", width)? as usize, positive(py, "height", height)? as usize);
     let s = array.shape().to_vec();
     if !(1..=4).contains(&s[2]) || s[0] == 0 || s[1] == 0 {
@@ -426,7 +435,7 @@ fn resize_bicubic<'py>(
     }
     let data = array.as_slice().map_err(|e| PyValueError::new_err(e.to_string()))?;
     let work =
-        || rawmm_core::resample::resize_bicubic(data, s[2], (s[1], s[0]), (w_out, h_out), compat, threads != Some(1));
+        || rawmm_core::resample::resize_bicubic(data, s[2], (s[1], s[0]), (w_out, h_out), resample, threads != Some(1));
     let out = match threads {
         Some(n) if n > 1 => {
             let pool = rawmm_core::pipeline::pool(n).py_err(py)?;

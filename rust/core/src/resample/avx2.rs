@@ -1,22 +1,29 @@
 //! AVX2 kernels for the two resampling passes, exact like the portable ones.
 //!
 //! Both passes reduce to one primitive, `dot32`: 32 byte lanes, each the sum over taps of a u8
-//! times a 22-bit tap. `vpmaddwd` multiplies 16-bit pairs, so each tap is split into a high
-//! and a low 11-bit half (`Coeffs::pairs`) and the two sums are recombined as
-//! `(hi << 11) + lo`: the same integer Pillow accumulates, without 32-bit multiplies. The
-//! horizontal pass transposes blocks of 8 rows so that each tap reads 32 contiguous bytes
-//! (8 rows × 4 channels), exactly like the vertical pass reads a row.
+//! times a tap. `vpmaddwd` multiplies 16-bit pairs: torch's int16 taps go in as they are, and
+//! Pillow's 22-bit taps are split into a high and a low 11-bit half (`Coeffs::pairs`) whose two
+//! sums are recombined as `(hi << 11) + lo`: the same integer either reference accumulates,
+//! without 32-bit multiplies. The horizontal pass transposes blocks of 8 rows so that each tap
+//! reads 32 contiguous bytes (8 rows × 4 channels), exactly like the vertical pass reads a row.
 
 use std::arch::x86_64::*;
 
-use super::{Coeffs, ROUND};
+use super::Coeffs;
 
 /// Σ_j src_j · k_j for 32 byte lanes, `src_j = base + j · step`, clipped to u8 like `clip8`.
+/// `SPLIT`: the taps are split halves (`Coeffs::split`).
 #[inline(always)]
-unsafe fn dot32(base: *const u8, step: usize, count: usize, pairs: *const [i32; 2]) -> __m256i {
+unsafe fn dot32<const SPLIT: bool>(
+    base: *const u8,
+    step: usize,
+    count: usize,
+    pairs: *const [i32; 2],
+    co: &Coeffs,
+) -> __m256i {
     let zero = _mm256_setzero_si256();
     let mut hi = [zero; 4];
-    let mut lo = [_mm256_set1_epi32(ROUND); 4];
+    let mut lo = [_mm256_set1_epi32(co.round()); 4];
     let mut j = 0;
     while j < count {
         let a = _mm256_loadu_si256(base.add(j * step) as *const __m256i);
@@ -33,12 +40,18 @@ unsafe fn dot32(base: *const u8, step: usize, count: usize, pairs: *const [i32; 
             _mm256_unpackhi_epi8(ab_hi, zero),
         ];
         for q in 0..4 {
-            hi[q] = _mm256_add_epi32(hi[q], _mm256_madd_epi16(p[q], kh));
-            lo[q] = _mm256_add_epi32(lo[q], _mm256_madd_epi16(p[q], kl));
+            if SPLIT {
+                hi[q] = _mm256_add_epi32(hi[q], _mm256_madd_epi16(p[q], kh));
+            }
+            lo[q] = _mm256_add_epi32(lo[q], _mm256_madd_epi16(p[q], if SPLIT { kl } else { kh }));
         }
         j += 2;
     }
-    let r = |q: usize| _mm256_srai_epi32::<22>(_mm256_add_epi32(_mm256_slli_epi32::<11>(hi[q]), lo[q]));
+    let shift = _mm_cvtsi32_si128(co.precision as i32);
+    let r = |q: usize| {
+        let sum = if SPLIT { _mm256_add_epi32(_mm256_slli_epi32::<11>(hi[q]), lo[q]) } else { lo[q] };
+        _mm256_sra_epi32(sum, shift)
+    };
     // Saturating packs clamp to 0..=255 (the shifted sums are far inside i16).
     _mm256_packus_epi16(_mm256_packs_epi32(r(0), r(1)), _mm256_packs_epi32(r(2), r(3)))
 }
@@ -47,6 +60,22 @@ unsafe fn dot32(base: *const u8, step: usize, count: usize, pairs: *const [i32; 
 /// row `origin` on.
 #[target_feature(enable = "avx2")]
 pub unsafe fn vertical_row(src: &[u8], stride: usize, origin: usize, y: usize, dst: &mut [u8], co: &Coeffs) {
+    if co.split {
+        vertical_row_impl::<true>(src, stride, origin, y, dst, co)
+    } else {
+        vertical_row_impl::<false>(src, stride, origin, y, dst, co)
+    }
+}
+
+#[inline(always)]
+unsafe fn vertical_row_impl<const SPLIT: bool>(
+    src: &[u8],
+    stride: usize,
+    origin: usize,
+    y: usize,
+    dst: &mut [u8],
+    co: &Coeffs,
+) {
     let n = dst.len();
     let (lo, count) = (co.lo[y] - origin, co.count[y]);
     assert!(n >= 32 && n <= stride && (lo + count) * stride <= src.len());
@@ -54,7 +83,10 @@ pub unsafe fn vertical_row(src: &[u8], stride: usize, origin: usize, y: usize, d
     let base = src.as_ptr().add(lo * stride);
     let mut x = 0;
     loop {
-        _mm256_storeu_si256(dst.as_mut_ptr().add(x) as *mut __m256i, dot32(base.add(x), stride, count, pairs));
+        _mm256_storeu_si256(
+            dst.as_mut_ptr().add(x) as *mut __m256i,
+            dot32::<SPLIT>(base.add(x), stride, count, pairs, co),
+        );
         if x + 32 == n {
             break;
         }
@@ -139,6 +171,24 @@ pub unsafe fn horizontal_block<const CIN: usize, const C: usize>(
     dst: &mut [u8],
     dst_stride: usize,
     co: &Coeffs,
+    scratch: &mut (Vec<u8>, Vec<u8>),
+) {
+    if co.split {
+        horizontal_block_impl::<CIN, C, true>(src, src_stride, rows, dst, dst_stride, co, scratch)
+    } else {
+        horizontal_block_impl::<CIN, C, false>(src, src_stride, rows, dst, dst_stride, co, scratch)
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn horizontal_block_impl<const CIN: usize, const C: usize, const SPLIT: bool>(
+    src: &[u8],
+    src_stride: usize,
+    rows: usize,
+    dst: &mut [u8],
+    dst_stride: usize,
+    co: &Coeffs,
     (tb, ob): &mut (Vec<u8>, Vec<u8>),
 ) {
     let w_in = src_stride / CIN;
@@ -172,7 +222,7 @@ pub unsafe fn horizontal_block<const CIN: usize, const C: usize>(
             }
         }
         for xo in x0..x1 {
-            let v = dot32(tb.as_ptr().add((co.lo[xo] - a) * 32), 32, co.count[xo], co.pairs_of(xo));
+            let v = dot32::<SPLIT>(tb.as_ptr().add((co.lo[xo] - a) * 32), 32, co.count[xo], co.pairs_of(xo), co);
             _mm256_storeu_si256(ob.as_mut_ptr().add((xo - x0) * 32) as *mut __m256i, v);
         }
         let mut x = x0;
