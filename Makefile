@@ -21,8 +21,12 @@ $(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.9,<2" "ruff>=0.6" "mypy>=1.11"
 	touch $@
 
+# The test run also installs the `torch` extra: the torchvision backend's live reference.
+EXTRAS ?= test
+test-python lint bench: EXTRAS = test,torch
+
 build: $(VENV)/.dev-deps
-	$(BIN)/maturin develop --release --quiet --extras test
+	$(BIN)/maturin develop --release --quiet --extras $(EXTRAS)
 
 demo: build
 	$(BIN)/rawmm demo

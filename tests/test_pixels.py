@@ -49,7 +49,9 @@ def fits(w: int, h: int) -> bool:
 @example(w=1036, h=1036, mode="RGB", kind="noise", seed=10)  # aligned: no resize (Qwen2 family)
 @example(w=20, h=30, mode="RGB", kind="noise", seed=11)  # strong upscale
 @example(w=2500, h=2500, mode="RGB", kind="gradient", seed=12)  # downscale, many taps
-def test_pil_inputs_bit_identical(name: str, backend: str, w: int, h: int, mode: str, kind: str, seed: int) -> None:
+def test_pil_inputs_bit_identical(
+    name: str, backend: str, w: int, h: int, mode: str, kind: str, seed: int
+) -> None:
     if not fits(w, h):
         return
     layout = Layout.preset(name, backend=backend)

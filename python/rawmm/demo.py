@@ -51,6 +51,7 @@ def reference(layout: Layout) -> Any:
     if layout.family != "qwen_vl":
         return None
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    cls: Any
     try:
         if layout.knobs["backend"] == "torchvision":
             import torchvision  # noqa: F401

@@ -72,7 +72,7 @@ class ImageProcessor:
             raise ValueError(f"per-call overrides are not supported: {sorted(unsupported)}; build a Layout")
         kimi = self.layout.family == "kimi_k25"
         torchvision = not kimi and self.layout.knobs["backend"] == "torchvision"
-        arrays = []
+        arrays: list[tuple[Any, bool]] = []
         for image in _as_list(images):
             if torchvision and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
                 arrays.append((_torchvision_rgba_blend(image), True))
@@ -118,7 +118,8 @@ def _torchvision_rgba_blend(arr: np.ndarray) -> np.ndarray:
     x = arr.astype(np.float32) * np.float32(1.0 / 255)
     rgb, a = x[..., :3], x[..., 3:]
     blended = rgb * a + (np.float32(1) - a)
-    return (blended * np.float32(255.0 + 1.0 - 1e-3)).astype(np.uint8)
+    out: np.ndarray = (blended * np.float32(255.0 + 1.0 - 1e-3)).astype(np.uint8)
+    return out
 
 
 def _torchvision_decode(path: str | os.PathLike[str]) -> np.ndarray:

@@ -169,7 +169,7 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     expected = set(_PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
     if family == "kimi_k25" and "backend" in knobs:
         raise LayoutError(
-            "kimi_k25 has no backend knob: its reference is Moonshot's processor, which works on Pillow images"
+            "kimi_k25 has no backend knob: its reference is Moonshot's processor, which uses Pillow"
         )
     if family != "kimi_k25" and "backend" not in knobs:
         knobs = {**knobs, "backend": _LEGACY_BACKEND}
