@@ -62,3 +62,21 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     im = im.filter(ImageFilter.GaussianBlur(1.2))
     grain = rng.normal(0, 4, (height, width, 3))
     return Image.fromarray(np.clip(np.asarray(im) + grain, 0, 255).astype(np.uint8))
+
+
+def screenshot(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A deterministic GUI-screenshot-like RGB image: flat panels, hard edges, text-like strokes."""
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (width, height), (243, 244, 246))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle((0, 0, width, 36), fill=(32, 33, 36))
+    draw.rectangle((0, 36, width // 6, height), fill=(250, 250, 251))
+    for _ in range(60):  # panels and buttons
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(40, height))
+        w, h = int(rng.integers(20, width // 3)), int(rng.integers(12, height // 6))
+        color = tuple(int(c) for c in rng.integers(180, 256, 3))
+        draw.rectangle((x0, y0, x0 + w, y0 + h), fill=color, outline=(200, 200, 205))
+    for _ in range(900):  # "text": short dark strokes on a line grid
+        x0, y0 = int(rng.integers(0, width - 8)), int(rng.integers(40, height - 10)) // 14 * 14
+        draw.line((x0, y0, x0 + int(rng.integers(2, 9)), y0 + int(rng.integers(0, 9))), fill=(40, 40, 48))
+    return im

@@ -52,3 +52,52 @@ def test_demo_runs_bit_exact() -> None:
     assert res.exit_code == 0, res.output
     # 4 images × 4 Qwen presets × 2 backends; the torchvision ones need torch
     assert res.output.count("bit-exact") == (32 if have_torch() else 16) and "DIFFERS" not in res.output
+
+
+def test_backend_option(tmp_path: Path) -> None:
+    """--backend picks the Qwen image backend; its fingerprint travels in the ref, so a ref
+    described for one backend does not materialize under the other."""
+    runner = CliRunner()
+    img = tmp_path / "a.png"
+    im = make_image("RGB", 301, 203, "noise", 2)
+    img.write_bytes(encode(im))
+    store = str(tmp_path / "run")
+    refs = {}
+    for backend in ("torchvision", "pil"):
+        res = runner.invoke(
+            main, ["describe", "--model", "qwen2_5_vl", "--backend", backend, "--store", store, str(img)]
+        )
+        assert res.exit_code == 0, res.output
+        refs[backend] = json.loads(res.output.strip().splitlines()[-1])
+        layout = Layout.preset("qwen2_5_vl", backend=backend)
+        assert refs[backend]["layout_fingerprint"] == layout.fingerprint
+        out = tmp_path / f"{backend}.npz"
+        args = [
+            "materialize",
+            refs[backend]["ref"],
+            "--model",
+            "qwen2_5_vl",
+            "--store",
+            store,
+            "-o",
+            str(out),
+        ]
+        res = runner.invoke(main, [*args, "--backend", backend])
+        assert res.exit_code == 0, res.output
+        with np.load(out) as z:
+            assert np.array_equal(z["pixel_values"], layout.pixel_values(im).pixel_values)
+    assert refs["torchvision"]["ref"] != refs["pil"]["ref"]
+    # the default is torchvision: the pil ref's fingerprint does not match it
+    args = [
+        "materialize",
+        refs["pil"]["ref"],
+        "--model",
+        "qwen2_5_vl",
+        "--store",
+        store,
+        "-o",
+        str(tmp_path / "x"),
+    ]
+    assert runner.invoke(main, args).exit_code != 0
+    res = runner.invoke(main, ["describe", "--model", "qwen2_5_vl", "--backend", "torch", str(img)])
+    assert res.exit_code == 2 and "torch" in res.output

@@ -32,6 +32,21 @@ def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
     )
 
 
+def _layout(model: str, backend: str | None) -> Any:
+    """The preset, with --backend for the Qwen presets (Kimi K2.5 has one reference)."""
+    from .layout import Layout
+
+    return Layout.preset(model) if backend is None else Layout.preset(model, backend=backend)
+
+
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(["torchvision", "pil"]),
+    default=None,
+    help="Qwen image backend the pixels equal (default torchvision, what servers run)",
+)
+
+
 @click.group()
 @click.version_option(package_name="rawmm")
 def main() -> None:
@@ -40,16 +55,16 @@ def main() -> None:
 
 @main.command()
 @click.option("--model", required=True, help="preset name, e.g. qwen3_vl")
+@_backend_option
 @click.option("--store", "store_dir", default=None, help="run directory of the asset store")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def describe(model: str, store_dir: str | None, files: tuple[str, ...]) -> None:
+def describe(model: str, backend: str | None, store_dir: str | None, files: tuple[str, ...]) -> None:
     """One JSON line of Descriptor fields per file (header read and hash only)."""
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from .adapters import adapter_for
-    from .layout import Layout
 
-    adapter = adapter_for(Layout.preset(model))
+    adapter = adapter_for(_layout(model, backend))
     store = _store(store_dir, sorted({str(Path(f).resolve().parent) for f in files}))
     failed = 0
     bar = tqdm(files, unit="img", disable=not sys.stderr.isatty() or len(files) < 2, file=sys.stderr)
@@ -67,18 +82,18 @@ def describe(model: str, store_dir: str | None, files: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("ref")
 @click.option("--model", required=True)
+@_backend_option
 @click.option("--store", "store_dir", default=None)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-def materialize(ref: str, model: str, store_dir: str | None, output: str) -> None:
+def materialize(ref: str, model: str, backend: str | None, store_dir: str | None, output: str) -> None:
     """Verify and materialize one ref into an .npz holding the processor dict's keys."""
     import numpy as np
 
     from .adapters import adapter_for
-    from .layout import Layout
     from .store import AssetStore
 
     store = AssetStore(store_dir) if store_dir else AssetStore.from_env()
-    out = adapter_for(Layout.preset(model)).materialize(ref, store=store)
+    out = adapter_for(_layout(model, backend)).materialize(ref, store=store)
     np.savez(output, **out.as_hf_dict())  # type: ignore[arg-type]
     click.echo(
         json.dumps({"output": output, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
