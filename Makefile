@@ -52,8 +52,11 @@ bench: build
 	$(BIN)/python benches/bench_pixels.py
 	$(BIN)/python benches/bench_refs.py
 
+# The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
 bench-rust:
 	cargo bench -p rawmm-core --bench kernels
+	BENCH_THREADS=1 cargo bench -p rawmm-bench --bench peers
+	cargo bench -p rawmm-bench --bench peers
 
 clean:
 	rm -rf $(VENV) target

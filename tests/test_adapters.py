@@ -282,3 +282,26 @@ def test_materializer_bad_inputs(tmp_path: Path, store: AssetStore, monkeypatch:
             m.materialize(["mmraw:v2:x"], outer=[])
         with pytest.raises(RefFormatError):
             m.materialize([42])
+
+
+def test_backends_do_not_share_refs_or_cache_entries(tmp_path: Path, store: AssetStore) -> None:
+    """The backend is part of the layout fingerprint: a ref described for one backend is refused
+    by the other's adapter, and the Materializer's cache keys differ between them."""
+    tv = adapter_for(Layout.preset("qwen2_5_vl"))
+    pil = adapter_for(Layout.preset("qwen2_5_vl", backend="pil"))
+    path = files(tmp_path)[0]
+    d_tv, d_pil = tv.describe(path, store=store), pil.describe(path, store=store)
+    assert d_tv.mm_hash == d_pil.mm_hash and d_tv.grid_thw == d_pil.grid_thw
+    assert d_tv.layout_fingerprint != d_pil.layout_fingerprint
+    ref_tv = tv.ref(d_tv).to_string()
+    with pytest.raises(LayoutError, match="fingerprint"):
+        pil.materialize(ref_tv, store=store)
+    keys = {
+        cache_key(ref_tv, "image", d_tv.mm_hash, d_tv.num_tokens, "m", a.layout.fingerprint)
+        for a in (tv, pil)
+    }
+    assert len(keys) == 2
+    with Materializer(tv, store, processor_id="m", threads=1) as m:
+        got = m.materialize([ref_tv]).pixel_values
+    assert np.array_equal(got, tv.materialize(ref_tv, store=store).pixel_values)
+    assert not np.array_equal(got, pil.materialize(pil.ref(d_pil).to_string(), store=store).pixel_values)

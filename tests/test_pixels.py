@@ -327,3 +327,50 @@ def test_grid_tokens_match_layout() -> None:
         im = layout.image(90, 50)
         assert tuple(out.grid_thw[0]) == im.grid_thw and out.num_tokens == [im.num_tokens]
         assert out.pixel_values.shape == (math.prod(im.grid_thw), 3 * 2 * layout.knobs["patch_size"] ** 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=40)
+@given(
+    w=st.integers(1, 600),
+    h=st.integers(1, 600),
+    patch=st.integers(7, 28),
+    merge=st.integers(1, 3),
+    temporal=st.integers(1, 3),
+    lo=st.integers(1, 150_000),
+    span=st.integers(0, 400_000),
+    mean=st.lists(st.floats(-1, 2, allow_nan=False), min_size=3, max_size=3),
+    std=st.lists(st.floats(0.01, 3), min_size=3, max_size=3),
+    mode=modes,
+    seed=seeds,
+)
+def test_random_configs_bit_identical(
+    backend: str,
+    w: int,
+    h: int,
+    patch: int,
+    merge: int,
+    temporal: int,
+    lo: int,
+    span: int,
+    mean: list[float],
+    std: list[float],
+    mode: str,
+    seed: int,
+) -> None:
+    """Any Qwen geometry and normalisation the processors accept, against the reference."""
+    if not fits(w, h):
+        return
+    layout = Layout.preset(
+        "qwen2_5_vl",
+        backend=backend,
+        patch_size=patch,
+        merge_size=merge,
+        temporal_patch_size=temporal,
+        min_pixels=lo,
+        max_pixels=lo + span,
+        image_mean=mean,
+        image_std=std,
+    )
+    im = make_image(mode, w, h, "noise", seed)
+    assert_same(qwen_reference(layout)(images=[im], return_tensors="np"), layout.pixel_values(im))

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from rawmm import Layout, resize_bicubic
 
@@ -36,16 +37,23 @@ def progress_while(work) -> float:  # type: ignore[no-untyped-def]
     return 1 - stalled / spent[0]
 
 
-def test_pixel_values_releases_the_gil() -> None:
-    layout = Layout.preset("qwen2_5_vl")
+@pytest.mark.parametrize("backend", ["torchvision", "pil"])
+def test_pixel_values_releases_the_gil(backend: str) -> None:
+    layout = Layout.preset("qwen2_5_vl", backend=backend)
     img = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
     layout.pixel_values(img, threads=1)  # warm up
     assert progress_while(lambda: [layout.pixel_values(img, threads=1) for _ in range(4)]) > 0.5
 
 
-def test_resize_releases_the_gil() -> None:
+@pytest.mark.parametrize("backend", ["torchvision", "pil"])
+def test_resize_releases_the_gil(backend: str) -> None:
     img = np.random.default_rng(1).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
-    assert progress_while(lambda: [resize_bicubic(img, 2100, 1900, threads=1) for _ in range(4)]) > 0.5
+
+    def work() -> None:
+        for _ in range(4):
+            resize_bicubic(img, 2100, 1900, threads=1, backend=backend)
+
+    assert progress_while(work) > 0.5
 
 
 def test_two_threads_pack_concurrently() -> None:

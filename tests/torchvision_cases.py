@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from images import content, make_image  # noqa: E402
+from images import content, make_image
 
 DIGESTS = Path(__file__).parent / "golden" / "torchvision_digests.json"
 
@@ -37,7 +37,15 @@ IMAGE_CASES: list[tuple[str, int, int, str, str, int, dict[str, Any]]] = [
     ("qwen3_vl", 2048, 1536, "RGB", "gradient", 14, {}),
     ("qwen3_vl", 123, 77, "I;16", "noise", 15, {}),
     ("qwen3_vl", 300, 299, "1", "blocks", 16, {}),
-    ("qwen3_vl", 350, 260, "RGB", "noise", 17, {"image_mean": [0.1, 0.2, 0.3], "image_std": [0.7, 0.013, 3.0]}),
+    (
+        "qwen3_vl",
+        350,
+        260,
+        "RGB",
+        "noise",
+        17,
+        {"image_mean": [0.1, 0.2, 0.3], "image_std": [0.7, 0.013, 3.0]},
+    ),
     ("qwen3_5", 1920, 1080, "RGB", "blocks", 18, {}),
     ("qwen3_5", 4000, 20, "RGB", "noise", 19, {}),
     ("qwen3_5", 77, 900, "F", "gradient", 20, {}),

@@ -48,7 +48,8 @@ fn photo(w: usize, h: usize, seed: u32) -> Vec<u8> {
 /// Hub config values of Qwen2.5-VL (patch 14, CLIP) and Qwen3-VL (patch 16, 0.5).
 fn models() -> [(&'static str, Knobs, &'static str, Box<dyn VisionPreProcessor>); 2] {
     let knobs = |patch, lo, hi, mean, std| {
-        let g = QwenGeometry { patch_size: patch, merge_size: 2, temporal_patch_size: 2, min_pixels: lo, max_pixels: hi };
+        let g =
+            QwenGeometry { patch_size: patch, merge_size: 2, temporal_patch_size: 2, min_pixels: lo, max_pixels: hi };
         let p = PixelKnobs {
             image_mean: mean,
             image_std: std,
@@ -100,7 +101,8 @@ fn peers(c: &mut Criterion) {
             let mine = || knobs.pixel_values::<f32>(&dec, ours).unwrap();
             let (a, b) = (mine(), theirs());
             let b = b.encoder_input.as_f32();
-            let same = a.values.len() == b.len() && a.values.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits());
+            let same =
+                a.values.len() == b.len() && a.values.iter().zip(b.iter()).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "{name} {w}x{h}: rawmm and llm-multimodal differ");
             g.bench_function(format!("{name}_{w}x{h}/rawmm"), |bch| bch.iter(|| black_box(mine())));
             g.bench_function(format!("{name}_{w}x{h}/llm_multimodal"), |bch| {

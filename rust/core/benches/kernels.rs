@@ -57,8 +57,9 @@ fn kernels(c: &mut Criterion) {
     let dec = [Decoded { data: &aligned, width: 1036, height: 1036, channels: 3, alpha: false }];
     g.bench_function("pack_only_qwen25_1t", |b| b.iter(|| k.pixel_values::<f32>(black_box(&dec), Some(1)).unwrap()));
     {
-        use rawmm_core::pack::{normalize_lut, pack_image, Job, Packing};
-        let lut = normalize_lut::<f32>([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Pil);
+        use rawmm_core::pack::{pack_image, Job, Norm, Packing};
+        let lut = Norm::<f32>::new([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Pil);
+        let tv = Norm::<f32>::new([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Torchvision);
         let packing = Packing::Qwen { patch: 14, merge: 2, temporal: 2 };
         let mut out = vec![std::mem::MaybeUninit::new(0f32); packing.len(1036, 1036)];
         let job =
@@ -72,6 +73,9 @@ fn kernels(c: &mut Criterion) {
         let job = Job { rgb: &rgbx, channels: 4, width: 1024, height: 1024, resized_width: 1024, resized_height: 1024 };
         g.bench_function("pack_rgbx_qwen3_reused_1t", |b| {
             b.iter(|| pack_image(&job, packing, &lut, P13, black_box(&mut out16), false))
+        });
+        g.bench_function("pack_rgbx_qwen3_reused_1t_torchvision", |b| {
+            b.iter(|| pack_image(&job, packing, &tv, Resample::Torch, black_box(&mut out16), false))
         });
         g.bench_function("fill_reused_25mb", |b| b.iter(|| black_box(&mut out).fill(std::mem::MaybeUninit::new(1.0))));
     }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::convert::to_rgb;
 use crate::error::{Error, Result};
 use crate::layout::{Geometry, ImageLayout, Knobs, PixelKnobs};
-use crate::pack::{normalize_lut, pack_image, Element, Job, Packing};
+use crate::pack::{pack_image, Element, Job, Norm, Packing};
 
 /// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
 /// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA, or RGBX when `alpha` is false: Pillow's own layout).
@@ -35,9 +35,9 @@ impl Decoded<'_> {
 }
 
 impl PixelKnobs {
-    /// The normalisation table of this layout's backend.
-    pub fn lut<T: Element>(&self) -> [[T; 256]; 3] {
-        normalize_lut(self.image_mean, self.image_std, self.rescale_factor, self.backend)
+    /// The normalisation of this layout's backend.
+    pub fn norm<T: Element>(&self) -> Norm<T> {
+        Norm::new(self.image_mean, self.image_std, self.rescale_factor, self.backend)
     }
 }
 
@@ -86,7 +86,7 @@ impl Knobs {
             layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
         let total: usize = lens.iter().sum();
         let mut values = crate::mem::with_capacity(total);
-        let lut = self.pixel.lut::<T>();
+        let norm = self.pixel.norm::<T>();
         let parallel = threads != Some(1);
         let run = |values: &mut [std::mem::MaybeUninit<T>]| {
             let mut slices = Vec::with_capacity(images.len());
@@ -106,7 +106,7 @@ impl Knobs {
                     resized_width: l.resized_width as usize,
                     resized_height: l.resized_height as usize,
                 };
-                pack_image(&job, self.packing(l), &lut, self.pixel.resample(), out, parallel);
+                pack_image(&job, self.packing(l), &norm, self.pixel.resample(), out, parallel);
             };
             if parallel {
                 images.par_iter().zip(layouts.par_iter().zip(slices.into_par_iter())).for_each(one);
@@ -144,7 +144,7 @@ impl Knobs {
                 return Err(Error::Decode("all frames of a video must have one size and mode".into()));
             }
         }
-        let lut = self.pixel.lut::<T>();
+        let norm = self.pixel.norm::<T>();
         let parallel = threads != Some(1);
         let rgb: Vec<_> = frames.iter().map(|f| to_rgb(f.data, f.channels, f.alpha, self.pixel.alpha_policy)).collect();
         let jobs: Vec<Job> = rgb
@@ -180,12 +180,12 @@ impl Knobs {
         let run = |out: &mut [std::mem::MaybeUninit<T>]| match self.geometry {
             Geometry::Qwen(g) => {
                 let dims = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
-                crate::pack::pack_qwen_video(&jobs, dims, &lut, resample, out, parallel)
+                crate::pack::pack_qwen_video(&jobs, dims, &norm, resample, out, parallel)
             }
             Geometry::Kimi(g) => {
                 let packing = Packing::Kimi { patch: g.patch_size as usize, padded_width: pw, padded_height: ph };
                 for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
-                    pack_image(job, packing, &lut, resample, slice, parallel);
+                    pack_image(job, packing, &norm, resample, slice, parallel);
                 }
             }
         };
