@@ -46,6 +46,9 @@ fn kernels(c: &mut Criterion) {
     g.bench_function("resize_v_only_1036", |b| {
         b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1024, 1036), P13, false))
     });
+    g.bench_function("resize_h_only_1036_torch", |b| {
+        b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1024), Resample::Torch, false))
+    });
     g.bench_function("resize_1036", |b| {
         b.iter(|| resize_bicubic(black_box(&img), 3, (1024, 1024), (1036, 1036), P13, false))
     });
