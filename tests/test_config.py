@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from conftest import have_torch
 from rawmm import Layout, LayoutError
 from rawmm.hf import ImageProcessor
 
@@ -261,3 +262,31 @@ def test_kimi_configs(tmp_path: Path) -> None:
     proc = ImageProcessor.from_pretrained(repo)
     assert proc.layout == Layout.preset("kimi_k25")
     assert (proc.patch_size, proc.merge_kernel_size, proc.image_mean) == (14, 2, [0.5] * 3)
+
+
+def test_backend_from_config_follows_transformers(tmp_path: Path) -> None:
+    """transformers 5.24 picks the class by backend (the caller's, else torchvision where it is
+    installed), not by the class `image_processor_type` names; rawmm's default is that choice."""
+    cfg = {"image_processor_type": "Qwen2VLImageProcessorPil", "min_pixels": 3136, "max_pixels": 200704}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(cfg))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    assert Layout.from_preprocessor_config(tmp_path).knobs["backend"] == "torchvision"
+    assert Layout.from_preprocessor_config(tmp_path, backend="pil").knobs["backend"] == "pil"
+    assert Layout.from_preprocessor_config({**cfg, "backend": "pil"}, model="qwen2_5_vl").knobs["backend"] == "pil"
+    # the argument wins over a config key
+    pil_cfg = {**cfg, "backend": "pil"}
+    assert Layout.from_preprocessor_config(pil_cfg, model="qwen2_5_vl", backend="torchvision").knobs["backend"] == (
+        "torchvision"
+    )
+    for bad in ({**cfg, "backend": "torch"},):
+        with pytest.raises(LayoutError, match="backend"):
+            Layout.from_preprocessor_config(bad, model="qwen2_5_vl")
+    with pytest.raises(LayoutError, match="backend"):
+        Layout.from_preprocessor_config(cfg, model="qwen2_5_vl", backend="cuda")
+    with pytest.raises(LayoutError, match="Moonshot"):
+        Layout.from_preprocessor_config({}, model="kimi_k25", backend="torchvision")
+    assert Layout.from_preprocessor_config({}, model="kimi_k25", backend="pil") == Layout.preset("kimi_k25")
+    if have_torch():
+        from transformers import AutoImageProcessor
+
+        assert type(AutoImageProcessor.from_pretrained(tmp_path)).__name__ == "Qwen2VLImageProcessor"
