@@ -272,12 +272,11 @@ def test_backend_from_config_follows_transformers(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
     assert Layout.from_preprocessor_config(tmp_path).knobs["backend"] == "torchvision"
     assert Layout.from_preprocessor_config(tmp_path, backend="pil").knobs["backend"] == "pil"
-    assert Layout.from_preprocessor_config({**cfg, "backend": "pil"}, model="qwen2_5_vl").knobs["backend"] == "pil"
-    # the argument wins over a config key
     pil_cfg = {**cfg, "backend": "pil"}
-    assert Layout.from_preprocessor_config(pil_cfg, model="qwen2_5_vl", backend="torchvision").knobs["backend"] == (
-        "torchvision"
-    )
+    assert Layout.from_preprocessor_config(pil_cfg, model="qwen2_5_vl").knobs["backend"] == "pil"
+    # the argument wins over a config key
+    tv = Layout.from_preprocessor_config(pil_cfg, model="qwen2_5_vl", backend="torchvision")
+    assert tv.knobs["backend"] == "torchvision"
     for bad in ({**cfg, "backend": "torch"},):
         with pytest.raises(LayoutError, match="backend"):
             Layout.from_preprocessor_config(bad, model="qwen2_5_vl")

@@ -66,7 +66,8 @@ def read_config(
     family, preset, preset_video = _PRESETS[model]
     # transformers 5.24 itself cannot load a config with a "backend" key (it is a read-only
     # property); rawmm reads it as the explicit choice it states.
-    chosen = backend if backend is not None else cfg.pop("backend", None)
+    in_config = cfg.pop("backend", None)
+    chosen = backend if backend is not None else in_config
     if chosen is not None and chosen not in BACKENDS:
         raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {chosen!r}")
     if family == "kimi_k25":
