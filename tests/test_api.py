@@ -65,3 +65,16 @@ def test_error_hierarchy() -> None:
     assert u.errno == errno.EACCES and u.filename == "/etc/passwd"
     i = errors.IntegrityError("bad", expected="a" * 64, actual="b" * 64)
     assert (i.expected, i.actual) == ("a" * 64, "b" * 64)
+
+
+def test_import_rawmm_stays_light() -> None:
+    """`import rawmm` (and rawmm.hf's alias) never imports transformers, torch or torchvision."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rawmm, rawmm.hf; "
+        "print(sorted(m for m in ('transformers', 'torch', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

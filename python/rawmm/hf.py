@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -77,8 +79,8 @@ class ImageProcessor:
             if torchvision and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
                 arrays.append((_torchvision_rgba_blend(image), True))
                 continue
-            if torchvision and isinstance(image, str | os.PathLike) and _tv_decode is not None:
-                arrays.append((_tv_decode(image), False))
+            if torchvision and isinstance(image, str | os.PathLike) and _have_torchvision():
+                arrays.append((_torchvision_decode(image), False))
                 continue
             if kimi:
                 exif, composite = False, False
@@ -134,9 +136,8 @@ def _torchvision_decode(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
 
 
-try:  # the torchvision backend's own decoder, where it is installed
-    import torchvision as _torchvision  # noqa: F401
-
-    _tv_decode: Any = _torchvision_decode
-except ImportError:
-    _tv_decode = None
+@functools.cache
+def _have_torchvision() -> bool:
+    """Whether the torchvision backend's own decoder is installed (found, not imported: torch
+    takes seconds to import)."""
+    return importlib.util.find_spec("torchvision") is not None
