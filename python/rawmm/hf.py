@@ -6,7 +6,7 @@ import functools
 import importlib.util
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,23 @@ from PIL import Image
 from .layout import Layout
 from .pixels import ImageInput, _as_list, core_pixel_values, to_array
 
-__all__ = ["ImageProcessor"]
+if TYPE_CHECKING:
+    from ._hf_processors import Qwen2VLImageProcessorPil, register
+
+    Qwen2VLImageProcessor = Qwen2VLImageProcessorPil  # the same interface; the real class needs torch
+
+__all__ = ["ImageProcessor", "Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil", "register"]
+
+#: Defined in `rawmm._hf_processors`, which imports transformers: loaded on first access.
+_LAZY = {"Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil", "register"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _hf_processors
+
+        return getattr(_hf_processors, name)
+    raise AttributeError(f"module 'rawmm.hf' has no attribute {name!r}")
 
 
 class ImageProcessor:

@@ -1,0 +1,180 @@
+"""transformers image processors backed by rawmm (api.md, Drop-in replacements).
+
+Each class IS the transformers class it replaces (a subclass), so construction, attributes,
+per-call keywords, `BatchFeature` outputs, saving, loading, pickling, `ProcessorMixin` and the
+Auto classes behave exactly as transformers'. Only `_preprocess`, the step after transformers
+has validated the keywords and turned every input into a channels-first uint8 array, is taken
+over: when the images and options are ones rawmm reproduces bit for bit (3-channel uint8
+images, resize on with BICUBIC, rescale by 1/255 then normalise, a `shortest_edge` /
+`longest_edge` size), rawmm's core computes `pixel_values`; any other case runs transformers'
+own code, so nothing is refused and nothing silently differs.
+
+Imported lazily by `rawmm.hf`, so `import rawmm` never imports transformers.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from transformers.image_processing_base import BatchFeature
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+    Qwen2VLImageProcessorPil as _HFQwen2VLImageProcessorPil,
+)
+
+from .errors import RawmmError
+from .layout import RESCALE, Layout
+from .pixels import core_pixel_values
+
+__all__ = ["Qwen2VLImageProcessorPil", "register"]  # and Qwen2VLImageProcessor, made on first use
+
+_BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(
+    backend: str,
+    patch: int,
+    merge: int,
+    temporal: int,
+    lo: int,
+    hi: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> Layout:
+    # EXIF and alpha policies never act here: transformers has already decoded and converted.
+    return Layout.preset(
+        "qwen2_5_vl",
+        backend=backend,
+        patch_size=patch,
+        merge_size=merge,
+        temporal_patch_size=temporal,
+        min_pixels=lo,
+        max_pixels=hi,
+        image_mean=list(mean),
+        image_std=list(std),
+    )
+
+
+def _three(v: Any) -> tuple[float, float, float] | None:
+    """mean/std as three floats (a scalar broadcasts like numpy and torch do), else None."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return (float(v),) * 3
+    if isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v):
+        return tuple(float(x) for x in v)  # type: ignore[return-value]
+    return None
+
+
+def _is_bicubic(resample: Any) -> bool:
+    value = getattr(resample, "value", resample)
+    return value in (_BICUBIC, "bicubic") and not isinstance(value, bool)
+
+
+def fast_layout(backend: str, kw: dict[str, Any]) -> Layout | None:
+    """The rawmm layout for one `_preprocess` call's options, or None when rawmm does not
+    reproduce them (transformers' own code runs then)."""
+    size, mean, std = kw.get("size"), _three(kw.get("image_mean")), _three(kw.get("image_std"))
+    ints = [kw.get(k) for k in ("patch_size", "merge_size", "temporal_patch_size")]
+    lo, hi = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
+    if not (
+        kw.get("do_resize") is True
+        and kw.get("do_rescale") is True
+        and kw.get("do_normalize") is True
+        and kw.get("rescale_factor") == RESCALE
+        and _is_bicubic(kw.get("resample"))
+        and mean is not None
+        and std is not None
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in [*ints, lo, hi])
+    ):
+        return None
+    try:
+        return _layout(backend, *ints, lo, hi, mean, std)
+    except RawmmError:
+        return None
+
+
+def _hwc_uint8(image: Any) -> np.ndarray | None:
+    """A channels-first 3-channel uint8 image (numpy, or a CPU torch tensor) as the HWC array
+    the core reads (a view when the memory already is HWC), else None."""
+    if type(image).__module__.startswith("torch"):
+        if image.device.type != "cpu":
+            return None
+        image = image.numpy()
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] != 3:
+        return None
+    return np.ascontiguousarray(np.moveaxis(image, 0, -1))
+
+
+def _rawmm_preprocess(backend: str, images: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
+    layout = fast_layout(backend, kw)
+    if layout is None:
+        return None
+    arrays = [_hwc_uint8(im) for im in images]
+    if not arrays or any(a is None for a in arrays):
+        return None
+    try:
+        out = core_pixel_values(layout, arrays)  # type: ignore[arg-type]
+    except RawmmError:
+        return None  # e.g. an aspect ratio transformers reports with its own error
+    return {"pixel_values": out.pixel_values, "image_grid_thw": out.grid_thw}
+
+
+class Qwen2VLImageProcessorPil(_HFQwen2VLImageProcessorPil):
+    """transformers' `Qwen2VLImageProcessorPil`, its pixels computed by rawmm (Pillow-exact)."""
+
+    # Keyword-only pass-through: transformers calls `_preprocess(images, **kwargs)`.
+    def _preprocess(self, images: list[Any], **kwargs: Any) -> BatchFeature:  # type: ignore[override]
+        data = _rawmm_preprocess("pil", images, kwargs)
+        if data is None:
+            return super()._preprocess(images, **kwargs)
+        return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+
+@functools.cache
+def _torchvision_class() -> type:
+    """Defined on first use (once): the parent class needs torch and torchvision."""
+    import torch
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
+        Qwen2VLImageProcessor as _HFQwen2VLImageProcessor,
+    )
+
+    class Qwen2VLImageProcessor(_HFQwen2VLImageProcessor):
+        """transformers' `Qwen2VLImageProcessor` (torchvision backend), its pixels computed by
+        rawmm (torch-exact)."""
+
+        def _preprocess(self, images: list[Any], **kwargs: Any) -> BatchFeature:  # type: ignore[override]
+            data = _rawmm_preprocess("torchvision", images, kwargs)
+            if data is None:
+                return super()._preprocess(images, **kwargs)
+            # transformers returns torch tensors here; BatchFeature converts them as asked.
+            data = {k: torch.from_numpy(v) for k, v in data.items()}
+            return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    Qwen2VLImageProcessor.__module__ = __name__
+    Qwen2VLImageProcessor.__qualname__ = "Qwen2VLImageProcessor"  # pickled by name
+    return Qwen2VLImageProcessor
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Qwen2VLImageProcessor":
+        return _torchvision_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Model types whose image processor is `Qwen2VLImageProcessor` / `...Pil` in transformers 5.24.
+QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
+
+
+def register() -> None:
+    """Makes `AutoImageProcessor` (and so `AutoProcessor`, vLLM, prime-rl, renderers) return
+    rawmm's classes for the Qwen model types, for both backends. Idempotent."""
+    from transformers import AutoConfig, AutoImageProcessor
+    from transformers.utils.import_utils import is_torchvision_available
+
+    classes: dict[str, type] = {"pil": Qwen2VLImageProcessorPil}
+    if is_torchvision_available():
+        classes["torchvision"] = _torchvision_class()
+    for model_type in QWEN_MODEL_TYPES:
+        config_class = type(AutoConfig.for_model(model_type))
+        AutoImageProcessor.register(config_class, image_processor_classes=classes, exist_ok=True)

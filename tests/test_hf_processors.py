@@ -1,0 +1,224 @@
+"""rawmm.hf's processors ARE transformers' Qwen2-VL image processors (subclasses): every
+argument, option and input kind gives the parent's `BatchFeature` bit for bit (or the parent's
+exception), rawmm's core does the work where it reproduces the options, and saving, loading,
+pickling and the Auto classes behave as transformers'."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as HFPil
+
+import rawmm.hf
+from conftest import BACKENDS, require_torch
+from images import make_image, modes, seeds
+
+
+def classes(backend: str) -> tuple[type, type]:
+    """(rawmm's class, transformers' class) of a backend."""
+    if backend == "torchvision":
+        require_torch()
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor as HF
+
+        return rawmm.hf.Qwen2VLImageProcessor, HF
+    return rawmm.hf.Qwen2VLImageProcessorPil, HFPil
+
+
+def as_numpy(v: Any) -> Any:
+    return v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+
+
+def same_output(ours: Any, ref: Any) -> None:
+    assert type(ours) is type(ref) and set(ours.keys()) == set(ref.keys())
+    for key in ref:
+        a, b = ours[key], ref[key]
+        assert type(a) is type(b), key
+        a, b = as_numpy(a), as_numpy(b)
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), key
+
+
+def call(proc: Any, images: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        return proc(images=images, **kwargs)
+    except Exception as e:  # the parent's exception is part of the contract
+        return type(e)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> dict[str, Any]:
+    lo = draw(st.integers(1, 120_000))
+    cfg: dict[str, Any] = {
+        "patch_size": draw(st.integers(7, 28)),
+        "merge_size": draw(st.integers(1, 3)),
+        "temporal_patch_size": draw(st.integers(1, 3)),
+        "min_pixels": lo,
+        "max_pixels": lo + draw(st.integers(0, 300_000)),
+    }
+    if draw(st.booleans()):
+        cfg["image_mean"] = draw(st.lists(st.floats(-1, 2, allow_nan=False), min_size=3, max_size=3))
+        cfg["image_std"] = draw(st.lists(st.floats(0.05, 3), min_size=3, max_size=3))
+    return cfg
+
+
+@st.composite
+def call_kwargs(draw: st.DrawFn) -> dict[str, Any]:
+    kw: dict[str, Any] = {"return_tensors": draw(st.sampled_from([None, "np", "pt"]))}
+    for flag in ("do_resize", "do_rescale", "do_normalize", "do_convert_rgb"):
+        if draw(st.integers(0, 4)) == 0:
+            kw[flag] = False
+    if draw(st.integers(0, 3)) == 0:
+        kw["resample"] = draw(st.sampled_from([0, 1, 2, 3]))  # nearest, lanczos, bilinear, bicubic
+    if draw(st.integers(0, 4)) == 0:
+        kw["image_mean"] = draw(st.floats(0, 1))
+        kw["image_std"] = draw(st.floats(0.1, 1))
+    if draw(st.integers(0, 4)) == 0:
+        lo = draw(st.integers(1, 50_000))
+        kw["size"] = {"shortest_edge": lo, "longest_edge": lo + draw(st.integers(0, 100_000))}
+    return kw
+
+
+def image_input(kind: str, w: int, h: int, mode: str, seed: int) -> Any:
+    im = make_image(mode, w, h, "noise", seed)
+    if kind == "pil":
+        return im
+    arr = np.asarray(im.convert("RGB"))
+    return arr if kind == "hwc" else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=60)
+@given(
+    cfg=configs(),
+    kw=call_kwargs(),
+    sizes=st.lists(st.tuples(st.integers(5, 300), st.integers(5, 300)), min_size=1, max_size=3),
+    kind=st.sampled_from(["pil", "hwc", "chw"]),
+    mode=modes,
+    nested=st.booleans(),
+    seed=seeds,
+)
+@example(
+    cfg={
+        "patch_size": 14,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "min_pixels": 3136,
+        "max_pixels": 200704,
+    },
+    kw={"return_tensors": "np"},
+    sizes=[(300, 200), (57, 280)],
+    kind="pil",
+    mode="RGBA",
+    nested=True,
+    seed=1,
+)
+def test_identical_to_the_parent(
+    backend: str,
+    cfg: dict[str, Any],
+    kw: dict[str, Any],
+    sizes: list[tuple[int, int]],
+    kind: str,
+    mode: str,
+    nested: bool,
+    seed: int,
+) -> None:
+    ours_cls, ref_cls = classes(backend)
+    ours, ref = ours_cls(**cfg), ref_cls(**cfg)
+    images: Any = [image_input(kind, w, h, mode, seed + i) for i, (w, h) in enumerate(sizes)]
+    if nested:
+        images = [images[:1], images[1:]] if len(images) > 1 else [images]
+    kwargs = dict(kw)
+    if kind != "pil":
+        kwargs["input_data_format"] = "channels_last" if kind == "hwc" else "channels_first"
+    got, want = call(ours, images, kwargs), call(ref, images, kwargs)
+    if isinstance(want, type):
+        assert got is want
+    else:
+        same_output(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rawmm_does_the_work_and_attributes_take_effect(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rawmm._hf_processors as procs
+
+    calls = []
+    real = procs.core_pixel_values
+    monkeypatch.setattr(procs, "core_pixel_values", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ours_cls, ref_cls = classes(backend)
+    ours, ref = ours_cls(), ref_cls()
+    im = make_image("RGB", 640, 480, "noise", 3)
+    same_output(ours(images=im, return_tensors="np"), ref(images=im, return_tensors="np"))
+    assert calls == [1]
+    # attributes set after construction change the output, as they do for transformers
+    for p in (ours, ref):
+        p.max_pixels = 50176
+        p.size = {"shortest_edge": 3136, "longest_edge": 50176}
+        p.image_mean = [0.1, 0.2, 0.3]
+    same_output(ours(images=[im], return_tensors="np"), ref(images=[im], return_tensors="np"))
+    assert calls == [1, 1]
+    # an option rawmm does not reproduce runs transformers' own code
+    same_output(
+        ours(images=[im], resample=2, return_tensors="np"), ref(images=[im], resample=2, return_tensors="np")
+    )
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_load_pickle_and_auto_classes(tmp_path: Path, backend: str) -> None:
+    from transformers import AutoImageProcessor
+
+    ours_cls, ref_cls = classes(backend)
+    proc = ours_cls(max_pixels=200704, image_mean=[0.5, 0.5, 0.5])
+    assert proc.to_dict() == ref_cls(max_pixels=200704, image_mean=[0.5, 0.5, 0.5]).to_dict()
+    for clone in (pickle.loads(pickle.dumps(proc)), copy.deepcopy(proc)):
+        assert type(clone) is ours_cls and clone.to_dict() == proc.to_dict()
+    proc.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["image_processor_type"] == ref_cls.__name__.removesuffix("Pil")  # loadable by transformers
+    assert type(ours_cls.from_pretrained(tmp_path)) is ours_cls
+    assert ours_cls.from_pretrained(tmp_path, max_pixels=50176).size["longest_edge"] == 50176
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    rawmm.hf.register()
+    rawmm.hf.register()  # idempotent
+    loaded = AutoImageProcessor.from_pretrained(tmp_path, backend=backend)
+    assert type(loaded) is ours_cls and loaded.to_dict() == proc.to_dict()
+    im = Image.fromarray(np.zeros((50, 70, 3), np.uint8))
+    same_output(
+        loaded(images=im, return_tensors="np"),
+        ref_cls.from_pretrained(tmp_path)(images=im, return_tensors="np"),
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inside_transformers_qwen2_vl_processor(backend: str) -> None:
+    """A transformers `Qwen2VLProcessor` built around rawmm's image processor accepts it
+    (ProcessorMixin checks the class) and gives the same ids and pixels as with the parent."""
+    require_torch()  # the processor also needs a video processor, which is torchvision-only
+    from transformers import Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    from test_renderers import small_tokenizer
+
+    ours_cls, ref_cls = classes(backend)
+    tok = small_tokenizer()
+    text = "<|vision_start|><|image_pad|><|vision_end|>What is this?"
+    images = [make_image("RGB", 333, 517, "noise", 4)]
+    outs = [
+        Qwen2VLProcessor(
+            image_processor=cls(max_pixels=100_352), tokenizer=tok, video_processor=Qwen2VLVideoProcessor()
+        )(text=[text], images=images, return_tensors="np")
+        for cls in (ours_cls, ref_cls)
+    ]
+    assert set(outs[0].keys()) == set(outs[1].keys())
+    for key in outs[1]:
+        assert np.array_equal(np.asarray(outs[0][key]), np.asarray(outs[1][key])), key
