@@ -222,3 +222,73 @@ def test_inside_transformers_qwen2_vl_processor(backend: str) -> None:
     assert set(outs[0].keys()) == set(outs[1].keys())
     for key in outs[1]:
         assert np.array_equal(np.asarray(outs[0][key]), np.asarray(outs[1][key])), key
+
+
+@pytest.mark.parametrize("name", ["Qwen2VLVideoProcessor", "Qwen3VLVideoProcessor"])
+@settings(max_examples=30)
+@given(
+    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=3),
+    w=st.integers(1, 240),
+    h=st.integers(1, 240),
+    cfg=configs(),
+    kw=call_kwargs(),
+    cap=st.sampled_from([None, False, True]),
+    seed=seeds,
+)
+@example(lengths=[3, 2], w=200, h=120, cfg={}, kw={"return_tensors": "np"}, cap=False, seed=0)
+def test_video_processors_identical_to_the_parent(
+    name: str,
+    lengths: list[int],
+    w: int,
+    h: int,
+    cfg: dict[str, Any],
+    kw: dict[str, Any],
+    cap: Any,
+    seed: int,
+) -> None:
+    require_torch()
+    import transformers
+
+    ours, ref = getattr(rawmm.hf, name)(**cfg), getattr(transformers, name)(**cfg)
+    assert isinstance(ours, type(ref))
+    rng = np.random.default_rng(seed)
+    videos = [rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8) for n in lengths]
+    kwargs = {
+        **{k: v for k, v in kw.items() if k != "do_convert_rgb"},
+        "do_sample_frames": False,
+        "cap_pixels_per_frame": cap,
+        "input_data_format": "channels_last",
+    }
+    got, want = call_videos(ours, videos, kwargs), call_videos(ref, videos, kwargs)
+    if isinstance(want, type):
+        assert got is want
+    else:
+        same_output(got, want)
+
+
+def call_videos(proc: Any, videos: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        return proc(videos=videos, **kwargs)
+    except Exception as e:
+        return type(e)
+
+
+def test_video_processors_use_rawmm_pickle_and_register(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_torch()
+    from transformers import AutoConfig
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
+
+    import rawmm._hf_processors as procs
+
+    rawmm.hf.register()
+    for model_type, name in (("qwen2_5_vl", "Qwen2VLVideoProcessor"), ("qwen3_vl", "Qwen3VLVideoProcessor")):
+        cls = getattr(rawmm.hf, name)
+        assert type(pickle.loads(pickle.dumps(cls()))) is cls
+        assert VIDEO_PROCESSOR_MAPPING[type(AutoConfig.for_model(model_type))] == {"torchvision": cls}
+    # rawmm's core does the work when it reproduces the options
+    layouts: list[Any] = []
+    real = procs.fast_layout
+    monkeypatch.setattr(procs, "fast_layout", lambda *a: layouts.append(real(*a)) or layouts[-1])
+    video = np.zeros((4, 64, 96, 3), np.uint8)
+    rawmm.hf.Qwen3VLVideoProcessor()(videos=[video], do_sample_frames=False, return_tensors="np")
+    assert layouts and layouts[-1] is not None

@@ -156,9 +156,14 @@ def _torchvision_class() -> type:
     return Qwen2VLImageProcessor
 
 
+_VIDEO = ("Qwen2VLVideoProcessor", "Qwen3VLVideoProcessor")
+
+
 def __getattr__(name: str) -> Any:
     if name == "Qwen2VLImageProcessor":
         return _torchvision_class()
+    if name in _VIDEO:
+        return _video_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -167,9 +172,10 @@ QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3
 
 
 def register() -> None:
-    """Makes `AutoImageProcessor` (and so `AutoProcessor`, vLLM, prime-rl, renderers) return
-    rawmm's classes for the Qwen model types, for both backends. Idempotent."""
-    from transformers import AutoConfig, AutoImageProcessor
+    """Makes `AutoImageProcessor` and `AutoVideoProcessor` (and so `AutoProcessor`, vLLM,
+    prime-rl, renderers) return rawmm's classes for the Qwen model types, for both image
+    backends. Idempotent."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
 
     classes: dict[str, type] = {"pil": Qwen2VLImageProcessorPil}
@@ -178,3 +184,72 @@ def register() -> None:
     for model_type in QWEN_MODEL_TYPES:
         config_class = type(AutoConfig.for_model(model_type))
         AutoImageProcessor.register(config_class, image_processor_classes=classes, exist_ok=True)
+        if is_torchvision_available():
+            video = _video_class(
+                "Qwen3VLVideoProcessor" if model_type.startswith("qwen3") else "Qwen2VLVideoProcessor"
+            )
+            AutoVideoProcessor.register(config_class, video, exist_ok=True)
+
+
+@functools.cache
+def _video_class(name: str) -> type:
+    """rawmm's subclass of transformers' Qwen2-VL or Qwen3-VL video processor (torchvision only,
+    like the parent): rawmm resizes, normalises and packs the frames of every video whose
+    options it reproduces; the target frame size comes from the parent's own `resize`, asked on
+    a `meta` tensor (shapes only, no pixels), so every sizing rule stays the parent's."""
+    import importlib
+
+    import torch
+
+    module = importlib.import_module(
+        "transformers.models.qwen3_vl.video_processing_qwen3_vl"
+        if name == "Qwen3VLVideoProcessor"
+        else "transformers.models.qwen2_vl.video_processing_qwen2_vl"
+    )
+    parent = getattr(module, name)
+
+    def _preprocess(self: Any, videos: list[Any], **kwargs: Any) -> Any:
+        data = self._rawmm_videos(videos, kwargs)
+        if data is None:
+            return parent._preprocess(self, videos, **kwargs)
+        return module.BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    def _rawmm_videos(self: Any, videos: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
+        layout = fast_layout("torchvision", kw)
+        if layout is None or not videos:
+            return None
+        p, m, t = kw["patch_size"], kw["merge_size"], kw["temporal_patch_size"]
+        values, grids = [], []
+        for video in videos:
+            frames = [_hwc_uint8(f) for f in video] if getattr(video, "ndim", 0) == 4 else [None]
+            if not frames or any(f is None for f in frames):
+                return None
+            shape = self.resize(
+                videos=torch.empty((1, *video.shape), dtype=torch.uint8, device="meta"),
+                size=kw["size"],
+                resample=kw["resample"],
+                factor=p * m,
+                temporal_factor=t,
+                cap_pixels_per_frame=kw.get("cap_pixels_per_frame"),
+            ).shape
+            rh, rw = int(shape[-2]), int(shape[-1])
+            try:
+                v = layout._core.frames_pixel_values(frames, (rw, rh), (rw, rh), bfloat16=False, threads=None)
+            except RawmmError:
+                return None
+            values.append(torch.from_numpy(v))
+            grids.append([-(-len(frames) // t), rh // p, rw // p])
+        return {"pixel_values_videos": torch.cat(values, dim=0), "video_grid_thw": torch.tensor(grids)}
+
+    cls = type(
+        name,
+        (parent,),
+        {
+            "__module__": __name__,
+            "__qualname__": name,  # pickled by name
+            "__doc__": f"transformers' `{name}`, its frames resized, normalised and packed by rawmm.",
+            "_preprocess": _preprocess,
+            "_rawmm_videos": _rawmm_videos,
+        },
+    )
+    return cls

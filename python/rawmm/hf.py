@@ -17,12 +17,28 @@ from .pixels import ImageInput, _as_list, core_pixel_values, to_array
 if TYPE_CHECKING:
     from ._hf_processors import Qwen2VLImageProcessorPil, register
 
-    Qwen2VLImageProcessor = Qwen2VLImageProcessorPil  # the same interface; the real class needs torch
+    # The same interfaces; the real classes need torch, so they are made on first access.
+    Qwen2VLImageProcessor = Qwen2VLImageProcessorPil
+    Qwen2VLVideoProcessor = Qwen2VLImageProcessorPil
+    Qwen3VLVideoProcessor = Qwen2VLImageProcessorPil
 
-__all__ = ["ImageProcessor", "Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil", "register"]
+__all__ = [
+    "ImageProcessor",
+    "Qwen2VLImageProcessor",
+    "Qwen2VLImageProcessorPil",
+    "Qwen2VLVideoProcessor",
+    "Qwen3VLVideoProcessor",
+    "register",
+]
 
 #: Defined in `rawmm._hf_processors`, which imports transformers: loaded on first access.
-_LAZY = {"Qwen2VLImageProcessor", "Qwen2VLImageProcessorPil", "register"}
+_LAZY = {
+    "Qwen2VLImageProcessor",
+    "Qwen2VLImageProcessorPil",
+    "Qwen2VLVideoProcessor",
+    "Qwen3VLVideoProcessor",
+    "register",
+}
 
 
 def __getattr__(name: str) -> Any:
