@@ -89,3 +89,106 @@ def test_kimi_dtypes(dtype: str) -> None:
     out = Layout.preset("kimi_k25").pixel_values(make_image("RGB", 64, 64, "noise", 3), dtype=dtype)
     assert out.pixel_values.dtype == (np.float32 if dtype == "float32" else np.uint16)
     assert out.pixel_values.shape == (36, 3, 14, 14)
+
+
+KIMI_SPECIAL = [
+    "<|im_user|>",
+    "<|im_assistant|>",
+    "<|im_system|>",
+    "<|im_middle|>",
+    "<|im_end|>",
+    "<|tool_calls_section_begin|>",
+    "<|tool_calls_section_end|>",
+    "<|tool_call_begin|>",
+    "<|tool_call_argument_begin|>",
+    "<|tool_call_end|>",
+    "<|media_begin|>",
+    "<|media_content|>",
+    "<|media_pad|>",
+    "<|media_end|>",
+    "<|endoftext|>",
+    "<think>",
+    "</think>",
+]
+
+
+def kimi_tokenizer():  # type: ignore[no-untyped-def]
+    """A byte-level tokenizer (lossless on any text) with Kimi K2.5's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.add_special_tokens({"additional_special_tokens": KIMI_SPECIAL})
+    return fast
+
+
+class _MoonshotReference:
+    """The image-processor interface of Moonshot's processor, computed by the spec transcription
+    above (alpha dropped, no EXIF: what Moonshot's code does with the PIL image it is given)."""
+
+    def preprocess(self, medias: list[dict], return_tensors: str | None = None) -> dict:
+        parts = [kimi_reference(m["image"].convert("RGB")) for m in medias]
+        return {
+            "pixel_values": np.concatenate([p for p, _ in parts]),
+            "grid_thws": np.array([g for _, g in parts], dtype=np.int64),
+        }
+
+    def media_tokens_calculator(self, media: dict) -> int:
+        _, (_, gh, gw) = kimi_reference(media["image"].convert("RGB"))
+        return gh * gw // (M * M)
+
+
+def test_renderers_kimi_k25_renderer_runs_on_rawmm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """renderers 0.1.12's KimiK25Renderer, unchanged, with rawmm's Kimi processor: the same token
+    ids, placeholders and bit-identical pixels as with Moonshot's processor interface."""
+    from types import SimpleNamespace
+
+    from renderers.kimi_k25 import KimiK25Renderer
+
+    from images import encode
+    from rawmm.hf import KimiK25ImageProcessor, KimiK25Processor
+
+    paths = []
+    for name, im in (
+        ("a.png", make_image("RGBA", 320, 240, "noise", 1)),
+        ("b.png", make_image("RGB", 900, 40, "blocks", 2)),
+    ):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(encode(im))
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare "},
+                {"type": "image", "image": str(paths[0])},
+                {"type": "image", "image": str(paths[1])},
+            ],
+        }
+    ]
+    tok = kimi_tokenizer()
+    ours = KimiK25Renderer(tok, processor=KimiK25Processor()).render(messages, add_generation_prompt=True)
+    ref = KimiK25Renderer(tok, processor=SimpleNamespace(image_processor=_MoonshotReference())).render(
+        messages, add_generation_prompt=True
+    )
+    assert ours.token_ids == ref.token_ids
+    mm_ours, mm_ref = ours.multi_modal_data, ref.multi_modal_data
+    assert mm_ours.mm_placeholders == mm_ref.mm_placeholders
+    items_ours, items_ref = mm_ours.mm_items["image"], mm_ref.mm_items["image"]
+    assert len(items_ours) == len(items_ref) == 2
+    for a, b in zip(items_ours, items_ref, strict=True):
+        assert np.array_equal(
+            np.asarray(a["pixel_values"]).view(np.uint32), np.asarray(b["pixel_values"]).view(np.uint32)
+        )
+        assert np.array_equal(a["grid_thws"], b["grid_thws"])
+    proc = KimiK25ImageProcessor()
+    media = {"type": "image", "image": Image.open(paths[1])}
+    assert proc.media_tokens_calculator(media) == _MoonshotReference().media_tokens_calculator(media)
+    assert proc.media_tokens_calculator(
+        {"type": "image", "image": str(paths[1])}
+    ) == proc.media_tokens_calculator(media)
+    with pytest.raises(ValueError, match="image media"):
+        proc.preprocess([{"type": "video", "video": "x.mp4"}])

@@ -171,9 +171,10 @@ def _writer(args: tuple[str, int]) -> list[str]:
     return out
 
 
-def _observer(root: str, stop: str) -> int:
+def _observer(root: str, stop: str, ready: str) -> int:
     """Reads every final name while writers run: each must already be complete and verified."""
     store = AssetStore(root)
+    Path(ready).touch()
     seen = 0
     deadline = time.time() + 60
     while not os.path.exists(stop) and time.time() < deadline:
@@ -188,9 +189,12 @@ def _observer(root: str, stop: str) -> int:
 def test_concurrent_writers(tmp_path: Path) -> None:
     root = str(tmp_path / "run")
     ctx = multiprocessing.get_context("spawn")
-    stop = str(tmp_path / "stop")
+    stop, ready = str(tmp_path / "stop"), tmp_path / "ready"
     with ctx.Pool(5) as pool:
-        watcher = pool.apply_async(_observer, (root, stop))
+        watcher = pool.apply_async(_observer, (root, stop, str(ready)))
+        deadline = time.time() + 60  # the writers start once the observer watches
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.01)
         results = pool.map(_writer, [(root, s) for s in range(8)])
         Path(stop).touch()
         assert watcher.get(timeout=90) > 0

@@ -6,13 +6,14 @@ import functools
 import importlib.util
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
+from .errors import LayoutError
 from .layout import Layout
-from .pixels import ImageInput, _as_list, core_pixel_values, to_array
+from .pixels import ImageInput, _as_list, core_pixel_values, decode, to_array
 
 if TYPE_CHECKING:
     from ._hf_processors import Qwen2VLImageProcessorPil, register
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImageProcessor",
+    "KimiK25ImageProcessor",
+    "KimiK25Processor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",
@@ -173,3 +176,71 @@ def _have_torchvision() -> bool:
     """Whether the torchvision backend's own decoder is installed (found, not imported: torch
     takes seconds to import)."""
     return importlib.util.find_spec("torchvision") is not None
+
+
+class KimiK25ImageProcessor:
+    """The image-processor interface of Moonshot's Kimi K2.5 processor that renderers 0.1.12's
+    `KimiK25Renderer` calls: `preprocess(list of {"type": "image", "image": ...} media dicts,
+    return_tensors=)` giving `pixel_values` and `grid_thws`, and `media_tokens_calculator(media)`,
+    bit-identical to Moonshot's processor (pixels.md §5: alpha dropped, no EXIF, as it does).
+    Use it as `processor.image_processor` of that renderer (`rawmm.hf.KimiK25Processor`)."""
+
+    model_input_names: ClassVar[list[str]] = ["pixel_values", "grid_thws"]
+
+    def __init__(self, layout: Layout | None = None) -> None:
+        layout = Layout.preset("kimi_k25") if layout is None else layout
+        if layout.family != "kimi_k25":
+            raise LayoutError(f"KimiK25ImageProcessor needs a kimi_k25 layout, got {layout.model!r}")
+        self.layout = layout
+        self._proc = ImageProcessor(layout)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], **_: Any) -> KimiK25ImageProcessor:
+        """Reads the model folder's `preprocessor_config.json` (`media_proc_cfg` or the
+        transformers port's form); never downloads."""
+        return cls(Layout.from_preprocessor_config(path, model="kimi_k25"))
+
+    def __repr__(self) -> str:
+        return f"rawmm.hf.KimiK25ImageProcessor({self.layout!r})"
+
+    @staticmethod
+    def _image(media: Any) -> ImageInput:
+        if isinstance(media, dict):
+            if media.get("type", "image") != "image" or "image" not in media:
+                raise ValueError(
+                    f"expected an image media dict {{'type': 'image', 'image': ...}}, got {media!r}"
+                )
+            return media["image"]  # type: ignore[no-any-return]
+        return media  # type: ignore[no-any-return]
+
+    def preprocess(
+        self, medias: Any, return_tensors: str | None = None, threads: int | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        items = medias if isinstance(medias, list | tuple) else [medias]
+        out = self._proc.preprocess([self._image(m) for m in items], threads=threads, **kwargs)
+        if return_tensors == "pt":
+            import torch
+
+            return {k: torch.from_numpy(v) for k, v in out.items()}
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+        return out
+
+    __call__ = preprocess
+
+    def media_tokens_calculator(self, media: Any) -> int:
+        """Tokens the model spends on one image (layout.md §6), from its size alone."""
+        image = self._image(media)
+        if isinstance(image, np.ndarray):
+            h, w = image.shape[:2]
+        else:  # Moonshot's processor sizes the image as stored: no EXIF orientation
+            w, h = (image if isinstance(image, Image.Image) else decode(image, exif=False)).size
+        return int(self.layout.image(w, h).num_tokens)
+
+
+class KimiK25Processor:
+    """The processor object `KimiK25Renderer(tokenizer, processor=...)` takes: it reads only
+    `.image_processor`."""
+
+    def __init__(self, image_processor: KimiK25ImageProcessor | None = None) -> None:
+        self.image_processor = image_processor or KimiK25ImageProcessor()
