@@ -87,12 +87,21 @@ def call_kwargs(draw: st.DrawFn) -> dict[str, Any]:
     return kw
 
 
+KINDS = ["pil", "hwc", "chw", "float", "int64"]
+
+
 def image_input(kind: str, w: int, h: int, mode: str, seed: int) -> Any:
+    """One image as transformers accepts it: PIL in any mode, uint8 HWC/CHW, float HWC in
+    [0, 1], int64 HWC."""
     im = make_image(mode, w, h, "noise", seed)
     if kind == "pil":
         return im
     arr = np.asarray(im.convert("RGB"))
-    return arr if kind == "hwc" else np.ascontiguousarray(arr.transpose(2, 0, 1))
+    if kind == "chw":
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    if kind == "float":
+        return arr.astype(np.float32) / 255
+    return arr.astype(np.int64) if kind == "int64" else arr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -101,9 +110,9 @@ def image_input(kind: str, w: int, h: int, mode: str, seed: int) -> Any:
     cfg=configs(),
     kw=call_kwargs(),
     sizes=st.lists(st.tuples(st.integers(5, 300), st.integers(5, 300)), min_size=1, max_size=3),
-    kind=st.sampled_from(["pil", "hwc", "chw"]),
+    kinds=st.lists(st.sampled_from(KINDS), min_size=3, max_size=3),
     mode=modes,
-    nested=st.booleans(),
+    layout=st.sampled_from(["list", "nested", "batch4d"]),
     seed=seeds,
 )
 @example(
@@ -116,9 +125,9 @@ def image_input(kind: str, w: int, h: int, mode: str, seed: int) -> Any:
     },
     kw={"return_tensors": "np"},
     sizes=[(300, 200), (57, 280)],
-    kind="pil",
+    kinds=["pil", "hwc", "pil"],
     mode="RGBA",
-    nested=True,
+    layout="nested",
     seed=1,
 )
 def test_identical_to_the_parent(
@@ -126,19 +135,27 @@ def test_identical_to_the_parent(
     cfg: dict[str, Any],
     kw: dict[str, Any],
     sizes: list[tuple[int, int]],
-    kind: str,
+    kinds: list[str],
     mode: str,
-    nested: bool,
+    layout: str,
     seed: int,
 ) -> None:
+    """Mixed kinds in one call; explicit input_data_format where every array agrees on it
+    (tiny arrays are otherwise ambiguous to transformers' channel inference)."""
     ours_cls, ref_cls = classes(backend)
     ours, ref = ours_cls(**cfg), ref_cls(**cfg)
-    images: Any = [image_input(kind, w, h, mode, seed + i) for i, (w, h) in enumerate(sizes)]
-    if nested:
-        images = [images[:1], images[1:]] if len(images) > 1 else [images]
+    if layout == "batch4d":  # one 4-D array of same-size HWC images
+        w, h = sizes[0]
+        images: Any = np.stack([image_input("hwc", w, h, mode, seed + i) for i in range(len(sizes))])
+        used = {"hwc"}
+    else:
+        images = [image_input(kinds[i], w, h, mode, seed + i) for i, (w, h) in enumerate(sizes)]
+        used = {kinds[i] for i in range(len(sizes))}
+        if layout == "nested":
+            images = [images[:1], images[1:]] if len(images) > 1 else [images]
     kwargs = dict(kw)
-    if kind != "pil":
-        kwargs["input_data_format"] = "channels_last" if kind == "hwc" else "channels_first"
+    if "pil" not in used and len({k == "chw" for k in used}) == 1:
+        kwargs["input_data_format"] = "channels_first" if "chw" in used else "channels_last"
     got, want = call(ours, images, kwargs), call(ref, images, kwargs)
     if isinstance(want, type):
         assert got is want

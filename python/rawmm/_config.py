@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._presets import BACKENDS, MODEL_TYPES, PRESETS, RESCALE
 from .errors import LayoutError
-from .layout import _MODEL_TYPES, _PRESETS, BACKENDS, RESCALE
 
 # Keys that cannot change layout or pixels.
 _IGNORED = {"processor_class", "_processor_class", "image_processor_type", "video_processor_type", "auto_map"}
@@ -61,9 +61,9 @@ def read_config(
             cfg = _load_json(path)
     if model is None:
         model = _model_from_folder(folder)
-    if model not in _PRESETS:
-        raise LayoutError(f"unknown model {model!r}; expected one of {sorted(_PRESETS)}")
-    family, preset, preset_video = _PRESETS[model]
+    if model not in PRESETS:
+        raise LayoutError(f"unknown model {model!r}; expected one of {sorted(PRESETS)}")
+    family, preset, preset_video = PRESETS[model]
     # transformers 5.24 itself cannot load a config with a "backend" key (it is a read-only
     # property); rawmm reads it as the explicit choice it states.
     in_config = cfg.pop("backend", None)
@@ -89,9 +89,9 @@ def _model_from_folder(folder: Path | None) -> str:
     if not path.is_file():
         raise LayoutError(f"model=None but there is no {path} to read model_type from")
     model_type = _load_json(path).get("model_type")
-    if model_type not in _MODEL_TYPES:
+    if model_type not in MODEL_TYPES:
         raise LayoutError(f"config.json model_type {model_type!r} is not a supported model")
-    return _MODEL_TYPES[model_type]
+    return MODEL_TYPES[model_type]
 
 
 def _check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:

@@ -23,8 +23,9 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
     Qwen2VLImageProcessorPil as _HFQwen2VLImageProcessorPil,
 )
 
+from ._presets import RESCALE
 from .errors import RawmmError
-from .layout import RESCALE, Layout
+from .layout import Layout
 from .pixels import core_pixel_values
 
 __all__ = ["Qwen2VLImageProcessorPil", "register"]  # and Qwen2VLImageProcessor, made on first use

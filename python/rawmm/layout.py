@@ -17,134 +17,26 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._config import read_config
+from ._presets import (
+    BACKENDS,
+    FLOAT3_KNOBS,
+    INT_KNOBS,
+    KIMI_IDS,
+    LEGACY_BACKEND,
+    PRESETS,
+    TOKEN_IDS,
+    VIDEO_STYLE,
+)
 from .errors import LayoutError
+from .pixels import PixelValues, _check_options, pixel_values, to_array
 
 if TYPE_CHECKING:
-    from .pixels import ImageInput, PixelValues
+    from .pixels import ImageInput
 
 __all__ = ["ImageLayout", "Layout", "VideoLayout"]
 
 ImageLayout = _core.ImageLayout
-
-OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-RESCALE = 1 / 255
-
-_COMMON = {
-    "rescale_factor": RESCALE,
-    "resample": "bicubic",
-    "resize_compat": "pillow13",
-    "exif_policy": "apply",
-    "alpha_policy": "composite_white",
-}
-_QWEN2_VIDEO = {
-    "min_pixels": 3136,
-    "max_pixels": 12845056,
-    "do_sample_frames": False,
-    "fps": None,
-    "min_frames": 4,
-    "max_frames": 768,
-}
-_QWEN3_VIDEO = {
-    "min_pixels": 4096,
-    "max_pixels": 25165824,
-    "do_sample_frames": True,
-    "fps": 2.0,
-    "min_frames": 4,
-    "max_frames": 768,
-    "cap_pixels_per_frame": False,
-    "video_wrapper": "triple",
-}
-_KIMI_VIDEO = {
-    "in_patch_limit_each_frame": 4096,
-    "in_patch_limit_video": None,
-    "sample_fps": 2.0,
-    "max_num_frames_each_video": None,
-    "temporal_merge_kernel_size": 4,
-    "timestamp_mode": "hh:mm:ss.fff",
-}
-
-
-#: Qwen image backends (api.md, Backends): which transformers image processor the pixels equal.
-#: "torchvision" is what `AutoImageProcessor` returns wherever torch is installed (vLLM, SGLang,
-#: trainers); "pil" is `Qwen2VLImageProcessorPil`. Kimi K2.5 has no such knob: it follows
-#: Moonshot's processor, which works on Pillow images.
-BACKENDS = ("torchvision", "pil")
-#: A Qwen knob set without "backend" means "pil": every layout written before the knob existed
-#: was PIL-exact, and a "pil" fingerprint is the one it had then (hashing.md §5.5).
-_LEGACY_BACKEND = "pil"
-
-
-def _qwen(patch: int, mean: list[float], std: list[float], lo: int, hi: int) -> dict[str, Any]:
-    return {
-        "patch_size": patch,
-        "merge_size": 2,
-        "temporal_patch_size": 2,
-        "min_pixels": lo,
-        "max_pixels": hi,
-        "image_mean": mean,
-        "image_std": std,
-        **_COMMON,
-        "backend": "torchvision",
-    }
-
-
-# Values of the models' published preprocessor_config.json (layout.md §1).
-_PRESETS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "qwen2_vl": ("qwen_vl", _qwen(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, 3136, 12845056), _QWEN2_VIDEO),
-    "qwen2_5_vl": ("qwen_vl", _qwen(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, 3136, 12845056), _QWEN2_VIDEO),
-    "qwen3_vl": ("qwen_vl", _qwen(16, [0.5] * 3, [0.5] * 3, 65536, 16777216), _QWEN3_VIDEO),
-    "qwen3_5": ("qwen_vl", _qwen(16, [0.5] * 3, [0.5] * 3, 65536, 16777216), _QWEN3_VIDEO),
-    "kimi_k25": (
-        "kimi_k25",
-        {
-            "patch_size": 14,
-            "merge_kernel_size": 2,
-            "in_patch_limit": 16384,
-            "patch_limit_on_one_side": 512,
-            "fixed_output_tokens": None,
-            "image_mean": [0.5] * 3,
-            "image_std": [0.5] * 3,
-            **_COMMON,
-        },
-        _KIMI_VIDEO,
-    ),
-}
-
-_MODEL_TYPES = {
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_5_vl",
-    "qwen3_vl": "qwen3_vl",
-    "qwen3_vl_moe": "qwen3_vl",
-    "qwen3_5": "qwen3_5",
-    "qwen3_5_moe": "qwen3_5",
-    "kimi_k25": "kimi_k25",
-}
-
-_VIDEO_STYLE = {"qwen2_vl": "qwen2", "qwen2_5_vl": "qwen2_5", "qwen3_vl": "qwen3", "qwen3_5": "qwen3"}
-
-# (start, pad, end, video pad) token ids (layout.md §5).
-_QWEN_IDS = (151652, 151655, 151653, 151656)
-_TOKEN_IDS = {
-    "qwen2_vl": _QWEN_IDS,
-    "qwen2_5_vl": _QWEN_IDS,
-    "qwen3_vl": _QWEN_IDS,
-    "qwen3_5": (248053, 248056, 248054, 248057),
-}
-_KIMI_IDS = {"begin": 163602, "content": 163603, "pad": 163605, "end": 163604}
-
-_INT_KNOBS = {
-    "patch_size",
-    "merge_size",
-    "temporal_patch_size",
-    "min_pixels",
-    "max_pixels",
-    "merge_kernel_size",
-    "in_patch_limit",
-    "patch_limit_on_one_side",
-}
-_FLOAT3_KNOBS = {"image_mean", "image_std"}
-_STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy", "backend"}
 
 
 class Tokenizer(Protocol):
@@ -166,13 +58,13 @@ def _as_float(key: str, v: object) -> float:
 
 def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """Types per hashing.md §5.2: ints stay ints (no bools or floats), floats are floats."""
-    expected = set(_PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
+    expected = set(PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
     if family == "kimi_k25" and "backend" in knobs:
         raise LayoutError(
             "kimi_k25 has no backend knob: its reference is Moonshot's processor, which uses Pillow"
         )
     if family != "kimi_k25" and "backend" not in knobs:
-        knobs = {**knobs, "backend": _LEGACY_BACKEND}
+        knobs = {**knobs, "backend": LEGACY_BACKEND}
     missing, unknown = expected - set(knobs), set(knobs) - expected
     if missing or unknown:
         raise LayoutError(f"{family} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -182,7 +74,7 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if len(v) != 2 or v[0] != v[1] or not all(_is_int(x) for x in v):
                 raise LayoutError(f"merge_kernel_size must be an int or a square pair, got {v!r}")
             v = v[0]
-        if key in _INT_KNOBS:
+        if key in INT_KNOBS:
             if not _is_int(v):
                 raise LayoutError(f"{key} must be an int, got {v!r}")
             out[key] = int(v)
@@ -190,7 +82,7 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if v is not None and not _is_int(v):
                 raise LayoutError(f"fixed_output_tokens must be an int or None, got {v!r}")
             out[key] = None if v is None else int(v)
-        elif key in _FLOAT3_KNOBS:
+        elif key in FLOAT3_KNOBS:
             if isinstance(v, str | bytes) or not isinstance(v, Iterable):
                 raise LayoutError(f"{key} must be three numbers, got {v!r}")
             vals = [_as_float(key, x) for x in v]
@@ -211,7 +103,7 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_video(model: str, video: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = _PRESETS[model][2]
+    defaults = PRESETS[model][2]
     unknown = set(video) - set(defaults)
     if unknown:
         raise LayoutError(f"unknown video knobs for {model}: {sorted(unknown)}")
@@ -268,9 +160,9 @@ class Layout:
     _video: dict[str, Any]
 
     def __init__(self, model: str, *, video: Mapping[str, Any] | None = None, **knobs: Any) -> None:
-        if model not in _PRESETS:
-            raise LayoutError(f"unknown model {model!r}; expected one of {sorted(_PRESETS)}")
-        family = _PRESETS[model][0]
+        if model not in PRESETS:
+            raise LayoutError(f"unknown model {model!r}; expected one of {sorted(PRESETS)}")
+        family = PRESETS[model][0]
         checked = _check_knobs(family, knobs)
         core = _core.LayoutCore(family, **{k: v for k, v in checked.items() if k != "resample"})
         object.__setattr__(self, "_model", model)
@@ -284,9 +176,9 @@ class Layout:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Layout:
         """A preset with the hub values, optionally overridden (as `replace`)."""
-        if name not in _PRESETS:
-            raise LayoutError(f"unknown preset {name!r}; expected one of {sorted(_PRESETS)}")
-        _, knobs, video = _PRESETS[name]
+        if name not in PRESETS:
+            raise LayoutError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        _, knobs, video = PRESETS[name]
         return (
             cls(name, video=dict(video), **knobs).replace(**overrides)
             if overrides
@@ -312,8 +204,6 @@ class Layout:
         "torchvision", what transformers returns wherever torch is installed, whatever class
         `image_processor_type` names (transformers 5.24 picks the class by backend, not by that
         name)."""
-        from ._config import read_config
-
         name, knobs, video = read_config(config, model=model, backend=backend)
         return cls(name, video=video, **knobs)
 
@@ -388,7 +278,7 @@ class Layout:
                 width,
                 height,
                 src_fps,
-                style=_VIDEO_STYLE[self._model],
+                style=VIDEO_STYLE[self._model],
                 min_pixels=v["min_pixels"],
                 max_pixels=v["max_pixels"],
                 do_sample_frames=v["do_sample_frames"],
@@ -427,15 +317,15 @@ class Layout:
             if tokenizer is None:
                 raise LayoutError("kimi_k25 placeholder ids need a tokenizer to encode the word 'image'")
             word = list(tokenizer.encode("image", add_special_tokens=False))
-            k = _KIMI_IDS
+            k = KIMI_IDS
             return [k["begin"], *word, k["content"], *([k["pad"]] * n), k["end"]]
-        start, pad, end, _ = _TOKEN_IDS[self._model]
+        start, pad, end, _ = TOKEN_IDS[self._model]
         return [start, *([pad] * n), end]
 
     @property
     def image_pad_token_id(self) -> int:
         """The id whose run the renderer expands to `num_tokens` (Kimi: `<|media_pad|>`)."""
-        return _KIMI_IDS["pad"] if self.family == "kimi_k25" else _TOKEN_IDS[self._model][1]
+        return KIMI_IDS["pad"] if self.family == "kimi_k25" else TOKEN_IDS[self._model][1]
 
     def placeholder_length(self, image_layout: ImageLayout) -> int:
         """`mm_placeholders` length (layout.md §5): `num_tokens` for Qwen, 1 for Kimi."""
@@ -451,8 +341,6 @@ class Layout:
         threads: int | None = None,
     ) -> PixelValues:
         """`pixel_values` bit-identical to the reference processor (pixels.md)."""
-        from .pixels import pixel_values
-
         return pixel_values(self, images, dtype=dtype, threads=threads)
 
     def video_pixel_values(
@@ -467,8 +355,6 @@ class Layout:
         the source rate. Frames are sampled and sized by `video(...)`, each resized with
         Pillow-exact BICUBIC and normalised like an image (pixels.md §6), then packed: Qwen in
         temporal groups (an odd count repeats the last frame), Kimi frame after frame."""
-        from .pixels import _check_options, to_array
-
         _check_options(dtype, threads)
         k = self._knobs
         arrays = [
@@ -498,6 +384,4 @@ class Layout:
             bfloat16=dtype == "bfloat16",
             threads=threads,
         )
-        from .pixels import PixelValues
-
         return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)
