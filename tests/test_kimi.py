@@ -192,3 +192,33 @@ def test_renderers_kimi_k25_renderer_runs_on_rawmm(tmp_path) -> None:  # type: i
     ) == proc.media_tokens_calculator(media)
     with pytest.raises(ValueError, match="image media"):
         proc.preprocess([{"type": "video", "video": "x.mp4"}])
+
+
+def test_grid_processor_for_the_kimi_renderer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """GridProcessor(kimi layout) renders the same token ids as the full processor without
+    touching a pixel, and attach_refs turns its items into vision_chunk envelopes."""
+    from renderers.kimi_k25 import KimiK25Renderer
+
+    from images import encode
+    from rawmm.adapters import adapter_for
+    from rawmm.hf import KimiK25Processor
+    from rawmm.renderer import GridProcessor, attach_refs
+    from rawmm.store import AssetStore
+
+    path = tmp_path / "a.png"
+    path.write_bytes(encode(make_image("RGB", 700, 300, "gradient", 5)))
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": str(path)}, {"type": "text", "text": "?"}]}
+    ]
+    tok = kimi_tokenizer()
+    layout = Layout.preset("kimi_k25")
+    full = KimiK25Renderer(tok, processor=KimiK25Processor()).render(messages, add_generation_prompt=True)
+    grid = KimiK25Renderer(tok, processor=GridProcessor(layout)).render(messages, add_generation_prompt=True)
+    assert grid.token_ids == full.token_ids
+    item = grid.multi_modal_data.mm_items["image"][0]
+    assert np.array_equal(item["grid_thws"], full.multi_modal_data.mm_items["image"][0]["grid_thws"])
+    store = AssetStore(tmp_path / "run", allowed_roots=[tmp_path])
+    mm = attach_refs(grid.multi_modal_data, messages, adapter_for(layout), store)
+    assert (
+        list(mm["mm_items"]) == ["vision_chunk"] and mm["mm_placeholders"]["vision_chunk"][0]["length"] == 1
+    )

@@ -2,8 +2,9 @@
 token ids and counts per image, the item envelope and the ref.
 
 With the `renderers` package: pass `GridProcessor(layout)` as `processor=` to a renderer
-(e.g. `renderers.Qwen3VLRenderer`); it supplies the grid and token count from the image size
-alone, so the prompt's placeholders are exact while no pixel is processed. Then
+(`Qwen3VLRenderer`, `Qwen35Renderer`, or `KimiK25Renderer` with a Kimi layout); it supplies
+the grid and token count from the image size alone, so the prompt's placeholders are exact
+while no pixel is processed. Then
 `attach_refs(rendered.multi_modal_data, messages, adapter, store)` swaps each image's
 processor output for its envelope, and the renderer's pixel hash for rawmm's `mm_hash`.
 """
@@ -63,17 +64,25 @@ class _GridImageProcessor:
         self.temporal_patch_size = k.get("temporal_patch_size")
         self.image_mean, self.image_std = k["image_mean"], k["image_std"]
 
+    def _layout_of(self, im: Any) -> Any:
+        if isinstance(im, Mapping):  # a Kimi media dict
+            im = im["image"]
+        w, h = (im.shape[1], im.shape[0]) if isinstance(im, np.ndarray) else im.size
+        return self.layout.image(w, h)
+
     def __call__(self, images: Any, return_tensors: str | None = "np", **_: Any) -> dict[str, np.ndarray]:
         images = images if isinstance(images, list | tuple) else [images]
-        grids = []
-        for im in images:
-            w, h = (im.shape[1], im.shape[0]) if isinstance(im, np.ndarray) else im.size
-            grids.append(list(self.layout.image(w, h).grid_thw))
-        # No pixels: the descriptor route never ships them.
-        return {
-            "pixel_values": np.zeros((0, 0), np.float32),
-            "image_grid_thw": np.array(grids, dtype=np.int64),
-        }
+        grids = [list(self._layout_of(im).grid_thw) for im in images]
+        # No pixels: the descriptor route never ships them. Kimi's processor names its grid key
+        # `grid_thws` (layout.md §5).
+        key = "grid_thws" if self.layout.family == "kimi_k25" else "image_grid_thw"
+        return {"pixel_values": np.zeros((0, 0), np.float32), key: np.array(grids, dtype=np.int64)}
+
+    # Kimi K2.5's interface (what renderers' KimiK25Renderer calls): media dicts in.
+    preprocess = __call__
+
+    def media_tokens_calculator(self, media: Any) -> int:
+        return int(self._layout_of(media).num_tokens)
 
 
 class GridProcessor:
@@ -111,7 +120,8 @@ def attach_refs(
     envelopes, hashes, refs, placeholders = [], [], [], []
     for i, (item, holder, part) in enumerate(zip(items, holders, parts, strict=True)):
         d = adapter.describe(_part_source(part), store=store)
-        grid = tuple(int(v) for v in np.asarray(item["image_grid_thw"]).reshape(-1)[:3])
+        grid_key = "grid_thws" if "grid_thws" in item else "image_grid_thw"
+        grid = tuple(int(v) for v in np.asarray(item[grid_key]).reshape(-1)[:3])
         if grid != d.grid_thw:
             raise LayoutError(
                 f"image {i}: rendered grid {list(grid)} differs from the described {list(d.grid_thw)} "
