@@ -123,3 +123,32 @@ def test_renderer_with_descriptors(tmp_path: Path) -> None:
     one = describe_for_renderer(adapter, messages[1]["content"][1]["image"], store=store)
     assert one.placeholder_length == one.descriptor.num_tokens
     assert one.placeholder_token_ids[1:-1] == [151655] * one.descriptor.num_tokens
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "pil"])
+@pytest.mark.parametrize("renderer", ["Qwen3VLRenderer", "Qwen35Renderer"])
+def test_renderers_run_on_rawmm_hf_processors(tmp_path: Path, renderer: str, backend: str) -> None:
+    """renderers' Qwen3-VL and Qwen3.5 renderers, unchanged, with rawmm.hf's transformers
+    subclasses: the same ids, placeholders, hashes and pixels as with transformers' classes."""
+    from test_hf_processors import classes
+
+    ours_cls, ref_cls = classes(backend)
+    cfg = {"patch_size": 16, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "max_pixels": 200_704}
+    tokenizer, messages = small_tokenizer(), conversation(tmp_path)
+    cls = getattr(renderers, renderer)
+    outs = [
+        cls(tokenizer, processor=SimpleNamespace(image_processor=c(**cfg))).render(
+            messages, add_generation_prompt=True
+        )
+        for c in (ours_cls, ref_cls)
+    ]
+    got, ref = outs
+    assert got.token_ids == ref.token_ids
+    assert got.multi_modal_data.mm_placeholders == ref.multi_modal_data.mm_placeholders
+    assert got.multi_modal_data.mm_hashes == ref.multi_modal_data.mm_hashes
+    for g, r in zip(
+        got.multi_modal_data.mm_items["image"], ref.multi_modal_data.mm_items["image"], strict=True
+    ):
+        for key in r:
+            a, b = np.asarray(g[key]), np.asarray(r[key])
+            assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), key
