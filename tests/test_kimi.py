@@ -114,16 +114,9 @@ KIMI_SPECIAL = [
 
 def kimi_tokenizer():  # type: ignore[no-untyped-def]
     """A byte-level tokenizer (lossless on any text) with Kimi K2.5's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from test_renderers import small_tokenizer
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
-    fast.add_special_tokens({"additional_special_tokens": KIMI_SPECIAL})
-    return fast
+    return small_tokenizer(KIMI_SPECIAL)
 
 
 class _MoonshotReference:

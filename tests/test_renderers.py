@@ -35,8 +35,8 @@ SPECIAL = [
 ]
 
 
-def small_tokenizer():  # type: ignore[no-untyped-def]
-    """A byte-level tokenizer (every text encodes losslessly) with the Qwen special tokens."""
+def small_tokenizer(special: list[str] = SPECIAL):  # type: ignore[no-untyped-def]
+    """A byte-level tokenizer (every text encodes losslessly) with `special` tokens (Qwen's)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -45,7 +45,7 @@ def small_tokenizer():  # type: ignore[no-untyped-def]
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok)
-    fast.add_special_tokens({"additional_special_tokens": SPECIAL})
+    fast.add_special_tokens({"additional_special_tokens": special})
     return fast
 
 
