@@ -1,4 +1,4 @@
-"""transformers image processors backed by rawmm (api.md, Drop-in replacements).
+"""transformers image and video processors backed by rawmm (api.md, Drop-in replacements).
 
 Each class IS the transformers class it replaces (a subclass), so construction, attributes,
 per-call keywords, `BatchFeature` outputs, saving, loading, pickling, `ProcessorMixin` and the
@@ -19,16 +19,15 @@ from typing import Any
 
 import numpy as np
 from transformers.image_processing_base import BatchFeature
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-    Qwen2VLImageProcessorPil as _HFQwen2VLImageProcessorPil,
-)
 
 from ._presets import RESCALE
 from .errors import RawmmError
 from .layout import Layout
 from .pixels import core_pixel_values
 
-__all__ = ["Qwen2VLImageProcessorPil", "register"]  # and Qwen2VLImageProcessor, made on first use
+# Qwen2VLImageProcessor (and its Kwargs) and the video processors are made on first use: they
+# need torch. The PIL-backend class lives in `_hf_pil`.
+__all__ = ["register"]
 
 _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 
@@ -121,17 +120,6 @@ def _rawmm_preprocess(backend: str, images: list[Any], kw: dict[str, Any]) -> di
     return {"pixel_values": out.pixel_values, "image_grid_thw": out.grid_thw}
 
 
-class Qwen2VLImageProcessorPil(_HFQwen2VLImageProcessorPil):
-    """transformers' `Qwen2VLImageProcessorPil`, its pixels computed by rawmm (Pillow-exact)."""
-
-    # Keyword-only pass-through: transformers calls `_preprocess(images, **kwargs)`.
-    def _preprocess(self, images: list[Any], **kwargs: Any) -> BatchFeature:  # type: ignore[override]
-        data = _rawmm_preprocess("pil", images, kwargs)
-        if data is None:
-            return super()._preprocess(images, **kwargs)
-        return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
-
-
 @functools.cache
 def _torchvision_class() -> type:
     """Defined on first use (once): the parent class needs torch and torchvision."""
@@ -139,6 +127,10 @@ def _torchvision_class() -> type:
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
         Qwen2VLImageProcessor as _HFQwen2VLImageProcessor,
     )
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessorKwargs
+
+    # Like transformers' backend modules, this one exposes its processor's kwargs class by name.
+    globals()["Qwen2VLImageProcessorKwargs"] = Qwen2VLImageProcessorKwargs
 
     class Qwen2VLImageProcessor(_HFQwen2VLImageProcessor):
         """transformers' `Qwen2VLImageProcessor` (torchvision backend), its pixels computed by
@@ -178,6 +170,8 @@ def register() -> None:
     backends. Idempotent."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
+
+    from ._hf_pil import Qwen2VLImageProcessorPil
 
     classes: dict[str, type] = {"pil": Qwen2VLImageProcessorPil}
     if is_torchvision_available():

@@ -16,7 +16,8 @@ from .layout import Layout
 from .pixels import ImageInput, _as_list, core_pixel_values, decode, to_array
 
 if TYPE_CHECKING:
-    from ._hf_processors import Qwen2VLImageProcessorPil, register
+    from ._hf_pil import Qwen2VLImageProcessorPil
+    from ._hf_processors import register
 
     # The same interfaces; the real classes need torch, so they are made on first access.
     Qwen2VLImageProcessor = Qwen2VLImageProcessorPil
@@ -45,6 +46,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Qwen2VLImageProcessorPil":
+        from ._hf_pil import Qwen2VLImageProcessorPil
+
+        return Qwen2VLImageProcessorPil
     if name in _LAZY:
         from . import _hf_processors
 
