@@ -202,6 +202,10 @@ def _video_class(name: str) -> type:
         else "transformers.models.qwen2_vl.video_processing_qwen2_vl"
     )
     parent = getattr(module, name)
+    # Like transformers' modules, this one exposes each processor's kwargs class by name.
+    for suffix in ("InitKwargs", "Kwargs"):
+        if hasattr(module, name + suffix):
+            globals()[name + suffix] = getattr(module, name + suffix)
 
     def _preprocess(self: Any, videos: list[Any], **kwargs: Any) -> Any:
         data = self._rawmm_videos(videos, kwargs)
