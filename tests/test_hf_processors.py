@@ -309,3 +309,27 @@ def test_video_processors_use_rawmm_pickle_and_register(monkeypatch: pytest.Monk
     video = np.zeros((4, 64, 96, 3), np.uint8)
     rawmm.hf.Qwen3VLVideoProcessor()(videos=[video], do_sample_frames=False, return_tensors="np")
     assert layouts and layouts[-1] is not None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_paths_with_colour_keys_and_ambiguous_arrays(tmp_path: Path, backend: str) -> None:
+    """Two cases the first interface got wrong: file paths to images with colour-key
+    transparency (tRNS in P, L and RGB PNGs, GIF transparency), which transformers loads itself,
+    and uint8 HWC arrays of height 1, 3 or 4, whose channel axis transformers infers."""
+    from images import encode
+
+    ours_cls, ref_cls = classes(backend)
+    ours, ref = ours_cls(), ref_cls()
+    paths = []
+    cases = [("P+tRNS", "PNG"), ("L+tRNS", "PNG"), ("RGB+tRNS", "PNG"), ("P", "GIF")]
+    for i, (mode, fmt) in enumerate(cases):
+        im = make_image(mode, 90, 70, "blocks", i)
+        # PNG keeps the image's tRNS entry; GIF takes one transparent palette index
+        kw = {"transparency": im.info["transparency"] if fmt == "PNG" else 3}
+        path = tmp_path / f"{i}.{fmt.lower()}"
+        path.write_bytes(encode(im, fmt, **kw))
+        paths.append(str(path))
+    same_output(ours(images=paths, return_tensors="np"), ref(images=paths, return_tensors="np"))
+    for h in (1, 3, 4):
+        arr = np.random.default_rng(h).integers(0, 256, (h, 60, 3), dtype=np.uint8)
+        same_output(call(ours, [arr], {"return_tensors": "np"}), call(ref, [arr], {"return_tensors": "np"}))
