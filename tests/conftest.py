@@ -67,6 +67,15 @@ def reference_function(module: Any, name: str, **namespace: Any) -> Callable[...
     return ns[name]  # type: ignore[no-any-return]
 
 
+def require_torch_module() -> None:
+    """`require_torch` for a whole test module, at import time (before it imports torch)."""
+    if have_torch():
+        return
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("torch/torchvision are not installed, but CI must run the torch tests")
+    pytest.skip("torch is not installed (pip install -e '.[torch]')", allow_module_level=True)
+
+
 def qwen_reference(layout: Any) -> Any:
     """The transformers 5.24 image processor of the layout's backend, configured like it:
     `Qwen2VLImageProcessor` (torchvision) or `Qwen2VLImageProcessorPil`."""

@@ -6,7 +6,6 @@ transformers' classes themselves fail here are marked, with the reason, for both
 
 from __future__ import annotations
 
-import os
 import sys
 import unittest
 from pathlib import Path
@@ -18,14 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the vendored mixin
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (conftest helpers)
 
-from conftest import have_torch
+from conftest import require_torch_module
 
-if not have_torch():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(
-            "torch/torchvision are not installed, but CI must run the transformers mixin tests"
-        )
-    pytest.skip("the torchvision-backend classes need torch", allow_module_level=True)
+require_torch_module()
 
 from PIL import Image
 from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin

@@ -7,26 +7,19 @@ as in transformers' own model test modules."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import unittest
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the vendored mixin
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (conftest helpers)
 
-from conftest import have_torch
+from conftest import require_torch_module
 
-if not have_torch():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(
-            "torch/torchvision are not installed, but CI must run the transformers mixin tests"
-        )
-    pytest.skip("the video processors need torch", allow_module_level=True)
+require_torch_module()
 
 from PIL import Image
 from test_video_processing_common import VideoProcessingTestMixin, prepare_video_inputs
