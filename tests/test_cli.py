@@ -101,3 +101,46 @@ def test_backend_option(tmp_path: Path) -> None:
     assert runner.invoke(main, args).exit_code != 0
     res = runner.invoke(main, ["describe", "--model", "qwen2_5_vl", "--backend", "torch", str(img)])
     assert res.exit_code == 2 and "torch" in res.output
+
+
+def test_user_errors_are_typed_messages_not_tracebacks(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 9 §8: every user error ends with its type and message on stderr and status 1."""
+    for var in ("VF_RENDERER_IMAGE_OFFLOAD_DIR", "PRIME_RL_RUN_DIR", "RUN_ID", "RAWMM_MAX_ASSET_BYTES"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+    img = tmp_path / "a.png"
+    img.write_bytes(encode(make_image("RGB", 120, 80, "noise", 1)))
+    store = str(tmp_path / "run")
+    res = runner.invoke(main, ["describe", "--model", "qwen3_vl", "--store", store, str(img)])
+    ref = json.loads(res.output.strip().splitlines()[-1])["ref"]
+
+    def fails(args: list[str], *expected: str) -> None:
+        res = runner.invoke(main, args)
+        assert res.exit_code == 1, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+        for text in expected:
+            assert text in res.output, res.output
+
+    out = str(tmp_path / "o.npz")
+    fails(
+        ["materialize", "mmraw:v2:nope", "--model", "qwen3_vl", "--store", store, "-o", out], "RefFormatError"
+    )
+    fails(["materialize", ref, "--model", "kimi_k25", "--store", store, "-o", out], "Error")  # wrong family
+    fails(["materialize", ref, "--model", "qwen9", "--store", store, "-o", out], "LayoutError")
+    fails(["materialize", ref, "--model", "qwen3_vl", "--store", str(tmp_path / "empty"), "-o", out], "Error")
+    fails(["materialize", ref, "--model", "qwen3_vl", "--store", store, "-o", str(tmp_path / "no" / "x.npz")])
+    fails(["describe", "--model", "qwen3_vl", "--store", str(img), str(img)], "Error")  # --store is a file
+    fails(["store", "verify", "--store", str(tmp_path / "missing")], "no asset store")
+    # The caps of the environment apply to describe, and a bad value is an error, not a fallback.
+    monkeypatch.setenv("RAWMM_MAX_ASSET_BYTES", "10")
+    res = runner.invoke(main, ["describe", "--model", "qwen3_vl", "--store", str(tmp_path / "r2"), str(img)])
+    assert res.exit_code == 1 and "LimitExceededError" in res.output
+    monkeypatch.setenv("RAWMM_MAX_ASSET_BYTES", "abc")
+    fails(["describe", "--model", "qwen3_vl", str(img)], "RAWMM_MAX_ASSET_BYTES")
+    monkeypatch.delenv("RAWMM_MAX_ASSET_BYTES")
+    # -o without .npz: numpy adds the extension, and the report names the file written
+    res = runner.invoke(
+        main, ["materialize", ref, "--model", "qwen3_vl", "--store", store, "-o", str(tmp_path / "o2")]
+    )
+    assert res.exit_code == 0 and json.loads(res.output)["output"] == str(tmp_path / "o2.npz")
+    assert (tmp_path / "o2.npz").is_file()

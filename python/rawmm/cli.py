@@ -13,23 +13,56 @@ import click
 
 from .errors import RawmmError
 
+#: The environment variables that name an asset store's location (refs.md §2.1).
+_LOCATION_VARS = ("VF_RENDERER_IMAGE_OFFLOAD_DIR", "PRIME_RL_RUN_DIR", "RUN_ID")
+
 
 def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
-    """--store DIR, else AssetStore.from_env(), else a temporary store."""
+    """--store DIR, else AssetStore.from_env(), else (no location set) a temporary store; the
+    RAWMM_MAX_* caps apply to every one, and a bad value is an error."""
     from .store import AssetStore
 
     roots: list[str | os.PathLike[str]] = [*extra_roots]
     if store_dir:
-        base = AssetStore(store_dir)
-        return AssetStore(store_dir, allowed_roots=[*roots, str(base.images_dir)])
-    try:
+        base = _capped_store(store_dir)
+        return _capped_store(store_dir, allowed_roots=[*roots, str(base.images_dir)])
+    if any(os.environ.get(v) for v in _LOCATION_VARS):
         base = AssetStore.from_env()
-    except RawmmError:
-        base = AssetStore(tempfile.mkdtemp(prefix="rawmm-store-"), run_id="explicit")
+    else:
+        base = _capped_store(tempfile.mkdtemp(prefix="rawmm-store-"), run_id="explicit")
         click.echo(f"using a temporary store: {base.images_dir}", err=True)
     return AssetStore(
-        base.images_dir, images_subdir="", allowed_roots=[*roots, str(base.images_dir)], run_id=base.run_id
+        base.images_dir,
+        images_subdir="",
+        allowed_roots=[*roots, str(base.images_dir)],
+        run_id=base.run_id,
+        max_bytes=base.max_bytes,
+        max_pixels=base.max_pixels,
     )
+
+
+def _capped_store(root: str, **options: Any) -> Any:
+    """AssetStore(root) with the RAWMM_MAX_* caps of the environment."""
+    from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AssetStore
+
+    caps = AssetStore.env_caps()
+    return AssetStore(
+        root,
+        max_bytes=caps.get("max_bytes", DEFAULT_MAX_BYTES),
+        max_pixels=caps.get("max_pixels", DEFAULT_MAX_PIXELS),
+        **options,
+    )
+
+
+class _Main(click.Group):
+    """User errors (every `RawmmError`, and files that cannot be read or written) end with
+    their type and message on stderr and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RawmmError, OSError) as e:
+            raise click.ClickException(f"{type(e).__name__}: {e}") from None
 
 
 def _layout(model: str, backend: str | None) -> Any:
@@ -47,7 +80,7 @@ _backend_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(package_name="rawmm")
 def main() -> None:
     """rawmm: raw multimodal refs, exact layouts and pixel_values for VLM training."""
@@ -92,11 +125,12 @@ def materialize(ref: str, model: str, backend: str | None, store_dir: str | None
     from .adapters import adapter_for
     from .store import AssetStore
 
-    store = AssetStore(store_dir) if store_dir else AssetStore.from_env()
+    store = _capped_store(store_dir) if store_dir else AssetStore.from_env()
     out = adapter_for(_layout(model, backend)).materialize(ref, store=store)
     np.savez(output, **out.as_hf_dict())  # type: ignore[arg-type]
+    written = output if output.endswith(".npz") else output + ".npz"  # numpy adds the extension
     click.echo(
-        json.dumps({"output": output, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
+        json.dumps({"output": written, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
     )
 
 
@@ -129,6 +163,8 @@ def store_put(store_dir: str, files: tuple[str, ...]) -> None:
 def store_verify(store_dir: str) -> None:
     from .store import AssetStore
 
+    if not Path(store_dir).is_dir():
+        raise click.ClickException(f"no asset store at {store_dir}")
     problems = AssetStore(store_dir).verify()
     for p in problems:
         click.echo(p)

@@ -261,16 +261,25 @@ class AssetStore:
     def __repr__(self) -> str:
         return f"AssetStore({str(self.images_dir)!r})"
 
+    @staticmethod
+    def env_caps() -> dict[str, int]:
+        """`max_bytes` / `max_pixels` from RAWMM_MAX_ASSET_BYTES / RAWMM_MAX_IMAGE_PIXELS, where set;
+        a value that is not an integer is a `RawmmError`, never silently ignored."""
+        caps = {}
+        for var, key in (("RAWMM_MAX_ASSET_BYTES", "max_bytes"), ("RAWMM_MAX_IMAGE_PIXELS", "max_pixels")):
+            value = os.environ.get(var)
+            if value:
+                try:
+                    caps[key] = int(value)
+                except ValueError:
+                    raise RawmmError(f"{var} must be an integer, got {value!r}") from None
+        return caps
+
     @classmethod
     def from_env(cls, *, run_id: str | None = None, **options: Any) -> AssetStore:
         """Upstream's location rules (refs.md §2.1) and the RAWMM_MAX_* caps; `options` win."""
         env = {k: v for k, v in os.environ.items() if v}
-        for var, key in (("RAWMM_MAX_ASSET_BYTES", "max_bytes"), ("RAWMM_MAX_IMAGE_PIXELS", "max_pixels")):
-            if var in env and key not in options:
-                try:
-                    options[key] = int(env[var])
-                except ValueError:
-                    raise RawmmError(f"{var} must be an integer, got {env[var]!r}") from None
+        options = {**cls.env_caps(), **options}
         offload, run_dir = env.get("VF_RENDERER_IMAGE_OFFLOAD_DIR"), env.get("PRIME_RL_RUN_DIR")
         rid = run_id or env.get("RUN_ID")
         if offload:
