@@ -8,7 +8,6 @@ __all__ = [
     "MAX_SIDE",
     "ImageLayout",
     "LayoutCore",
-    "describe_fd",
     "encode_png",
     "fingerprint_bytes",
     "fingerprint_file",
@@ -118,8 +117,7 @@ class LayoutCore:
         threads: int | None = None,
     ) -> np.ndarray: ...
 
-def read_header(data: bytes) -> tuple[str, int, int, int]: ...
-def describe_fd(fd: int, max_bytes: int) -> tuple[str, str, int, int, int, int]: ...
+def read_header(data: bytes) -> tuple[str, int, int]: ...
 def resize_bicubic(
     array: npt.NDArray[np.uint8],
     width: int,

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import _core
 from .errors import (
     AssetNotFoundError,
     ImageDecodeError,
@@ -25,7 +24,7 @@ from .errors import (
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
-from .pixels import core_pixel_values, decode, to_array
+from .pixels import Probe, core_pixel_values, decode, probe, to_array
 from .refs import (
     MARKER,
     MARKER_KEY,
@@ -149,41 +148,23 @@ class Adapter:
     # -- describe ----------------------------------------------------------------------------
 
     def describe(self, source: Any, *, store: AssetStore | None = None) -> Descriptor:
-        """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored first
-        unless it already is an asset of the store."""
+        """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored (or its
+        stored copy verified, and repaired if corrupt) so every ref resolves through the store."""
         store = store if store is not None else AssetStore.from_env()
-        if _is_file(source):
-            # Files are hashed in place (memory-mapped) and only read when not yet stored.
-            fd = store.open_allowed(source)
-            try:
-                mm_hash, ext, raw_w, raw_h, orientation, size = _core.describe_fd(fd, store.max_bytes)
-                lay = self._check_header(store, raw_w, raw_h, orientation)
-                asset = store.existing(f"{mm_hash}.{ext}", size)
-                if asset is None:
-                    with os.fdopen(os.dup(fd), "rb") as f:
-                        f.seek(0)  # the offset is shared with the hashing pass
-                        data = f.read(store.max_bytes + 1)
-                    asset = self._store(store, data)
-                    mm_hash = asset.mm_hash  # the bytes stored are the bytes described
-            finally:
-                os.close(fd)
-        else:
-            data = _source_bytes(store, source)
-            ext, raw_w, raw_h, orientation = _core.read_header(data)
-            lay = self._check_header(store, raw_w, raw_h, orientation)
-            asset = self._store(store, data, ext)
-            mm_hash = asset.mm_hash
-        width, height = lay.width, lay.height
+        data = _source_bytes(store, source)
+        p = self.probe(data, store)
+        lay = self.layout.image(*p.oriented)
+        asset = store.put(data)
         return Descriptor(
-            mm_hash=mm_hash,
+            mm_hash=asset.mm_hash,
             asset_id=asset.asset_id,
             raw_image_uri=asset.uri,
             family=self.family,
             layout_fingerprint=self.layout.fingerprint,
-            width=width,
-            height=height,
-            raw_width=raw_w,
-            raw_height=raw_h,
+            width=lay.width,
+            height=lay.height,
+            raw_width=p.width,
+            raw_height=p.height,
             image_layout=lay,
             grid_thw=lay.grid_thw,
             num_tokens=lay.num_tokens,
@@ -191,28 +172,15 @@ class Adapter:
             store_run_id=store.run_id or "explicit",
         )
 
-    def _check_header(self, store: AssetStore, raw_w: int, raw_h: int, orientation: int) -> ImageLayout:
-        """Pixel cap on the claimed size, then the layout of the oriented size (refused before
-        anything is stored)."""
-        if raw_w * raw_h > store.max_pixels:
-            raise LimitExceededError(f"{raw_w}x{raw_h} pixels exceed the cap of {store.max_pixels}")
-        swap = self.layout.knobs["exif_policy"] == "apply" and orientation >= 5
-        return self.layout.image(raw_h, raw_w) if swap else self.layout.image(raw_w, raw_h)
-
-    @staticmethod
-    def _store(store: AssetStore, data: bytes, ext: str | None = None) -> Any:
-        """The asset for these bytes, written unless already stored (reads verify anyway).
-        `ext` is the header's, when already read from these very bytes."""
-        if len(data) > store.max_bytes:
-            raise LimitExceededError(f"{len(data)} bytes exceed the cap of {store.max_bytes}")
-        mm_hash = fingerprint_bytes(data)
-        ext = ext or _core.read_header(data)[0]
-        asset = store.existing(f"{mm_hash}.{ext}", len(data))
-        if asset is None:
-            store.backend.write(f"{mm_hash}.{ext}", data, mm_hash)
-            asset = store.existing(f"{mm_hash}.{ext}", len(data))
-            assert asset is not None
-        return asset
+    def probe(self, data: bytes, store: AssetStore, check: Any = None) -> Probe:
+        """The size and orientation `materialize` will decode, from the header (refs.md §6 rule
+        9: caps and layout before any decode)."""
+        return probe(
+            data,
+            exif=self.layout.knobs["exif_policy"] == "apply",
+            max_pixels=store.max_pixels,
+            check=check or self.layout.image,
+        )
 
     def item(self, descriptor: Descriptor, *, with_ref: bool = True) -> dict[str, Any]:
         """The `prime_raw_mm_item` envelope."""
@@ -282,7 +250,19 @@ class Adapter:
         src, mm_hash = self.resolve(ref_or_item)
         grid = self.check(src)
         data = self.fetch(src, mm_hash or outer_hash, store)
-        im = decode(data, exif=self.layout.knobs["exif_policy"] == "apply", max_pixels=store.max_pixels)
+
+        def check(w: int, h: int) -> None:
+            # Either orientation here: only the decode is sure of it (a PNG's trailing eXIf).
+            if grid not in (self.layout.image(w, h).grid_thw, self.layout.image(h, w).grid_thw):
+                raise LayoutError(f"a {w}x{h} image cannot have the ref's grid {list(grid)}")
+
+        im = decode(
+            data,
+            exif=self.layout.knobs["exif_policy"] == "apply",
+            max_pixels=store.max_pixels,
+            max_bytes=store.max_bytes,
+            check=check,
+        )
         composite = self.layout.knobs["alpha_policy"] == "composite_white"
         out = core_pixel_values(self.layout, [to_array(im, exif=False, composite=composite)])
         if tuple(int(v) for v in out.grid_thw[0]) != grid:
@@ -365,7 +345,7 @@ class Adapter:
         if len(mm_hash) != 64:
             return None
         asset = store.find(mm_hash)
-        return None if asset is None else self.describe(asset.path, store=store)
+        return None if asset is None else self.describe(store.read(asset.asset_id), store=store)
 
 
 class QwenVLAdapter(Adapter):
@@ -397,15 +377,9 @@ def adapter_for(layout: Layout) -> Adapter:
     return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
 
 
-def _is_file(source: Any) -> bool:
-    if isinstance(source, str):
-        return not source.startswith(("data:", "http://", "https://"))
-    return isinstance(source, os.PathLike)
-
-
 def _source_bytes(store: AssetStore, source: Any) -> bytes:
-    """The exact bytes of a non-file source."""
-    if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str):
+    """The exact bytes of a source (files under the store's allowed roots)."""
+    if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str | os.PathLike):
         return store.source_bytes(source)
     raise ImageDecodeError(f"cannot describe a {type(source).__name__}")
 

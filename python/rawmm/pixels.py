@@ -7,30 +7,44 @@ compositing, Pillow-exact resize, normalisation and patch packing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from . import _core
-from .errors import ImageDecodeError, LimitExceededError
+from ._files import read_regular
+from .errors import ImageDecodeError, LimitExceededError, RawmmError
 
 if TYPE_CHECKING:
     from .layout import Layout
 
-__all__ = ["DECODE_FORMATS", "MAX_IMAGE_PIXELS", "ImageInput", "PixelValues", "decode", "resize_bicubic"]
+__all__ = [
+    "DECODE_FORMATS",
+    "MAX_IMAGE_PIXELS",
+    "ImageInput",
+    "PixelValues",
+    "Probe",
+    "decode",
+    "probe",
+    "resize_bicubic",
+]
 
 ImageInput = Image.Image | np.ndarray | bytes | bytearray | memoryview | str | os.PathLike[str]
 
 #: vLLM 0.33's VLLM_MAX_IMAGE_PIXELS default and Pillow's bomb threshold (refs.md §6).
 MAX_IMAGE_PIXELS = 178_956_970
+#: The byte cap of files read without a store (refs.md §6 rule 5's default).
+MAX_BYTES = 64 << 20
 #: Decode allow-list (refs.md §6 rule 8). MPO is how Pillow names multi-picture JPEGs.
 DECODE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF"})
 
@@ -44,47 +58,168 @@ class PixelValues:
     num_tokens: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What decoding frame 0 would give, read without decoding pixels: the format's asset-id
+    extension, the stored size and the transpose the EXIF/XMP orientation asks for."""
+
+    ext: str
+    width: int
+    height: int
+    transpose: Image.Transpose | None
+
+    @property
+    def oriented(self) -> tuple[int, int]:
+        """Width and height after the transpose."""
+        swap = self.transpose in _SWAPS
+        return (self.height, self.width) if swap else (self.width, self.height)
+
+
+# ImageOps.exif_transpose's table, looked up the same way (so 6.0 counts as 6, "6" does not).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS = {_TRANSPOSE[5], _TRANSPOSE[6], _TRANSPOSE[7], _TRANSPOSE[8]}
+_FORMATS = tuple(sorted(DECODE_FORMATS - {"MPO"}))  # JPEG's opener also opens MPO
+_EXT = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+
+
+def _transpose_of(im: Image.Image) -> Image.Transpose | None:
+    """The transpose `ImageOps.exif_transpose` applies: the EXIF Orientation, else XMP's
+    `tiff:Orientation`, from the image's metadata as `Image.getexif` reads it."""
+    value = Image.Image.getexif(im).get(ExifTags.Base.Orientation, 1)
+    try:
+        return _TRANSPOSE.get(value)
+    except TypeError:  # unhashable value: exif_transpose would fail the same way
+        raise ImageDecodeError(f"unusable EXIF orientation {value!r}") from None
+
+
+def _png_trailing_metadata(im: Image.Image) -> None:
+    """What `PngImageFile.load_end` adds to `info` after the image data (eXIf, text and XMP
+    chunks), with Pillow's own chunk handlers and the image data skipped, not decoded. Pillow's
+    orientation of a PNG depends on them, so describe must see what a decode sees."""
+    png, fp = im.png, im.fp  # type: ignore[attr-defined]
+    fp.read(im._PngImageFile__prepare_idat)  # type: ignore[attr-defined]  # the first IDAT
+    while True:  # PngImageFile.load_end's loop (Pillow 13.0.0)
+        fp.read(4)  # CRC
+        try:
+            cid, pos, length = png.read()
+        except (struct.error, SyntaxError):
+            break
+        if cid == b"IEND" or (cid == b"fcTL" and im.is_animated):  # type: ignore[attr-defined]
+            break
+        try:
+            png.call(cid, pos, length)
+        except UnicodeDecodeError:
+            break
+        except EOFError:
+            ImageFile._safe_read(fp, length - 4 if cid == b"fdAT" else length)
+        except AttributeError:
+            ImageFile._safe_read(fp, length)
+
+
+def _claimed_size(data: bytes, name: str, max_pixels: int, check: Callable[[int, int], Any] | None) -> None:
+    """The pixel cap and the layout on what the header claims, before Pillow allocates anything
+    (its WebP reader allocates the canvas when opening). A header rawmm cannot read is left to
+    Pillow, which then decides."""
+    try:
+        _, w, h = _core.read_header(data)
+    except ImageDecodeError:
+        return
+    if w * h > max_pixels:
+        raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
+    if check is not None:
+        check(w, h)
+
+
+def _open(data: bytes, name: str, *, max_pixels: int, check: Callable[[int, int], Any] | None) -> Image.Image:
+    """Pillow's image of frame 0, opened (header only), allow-listed and within the caps."""
+    _claimed_size(data, name, max_pixels, check)
+    with warnings.catch_warnings():
+        # rawmm applies its own pixel cap; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im: Image.Image = Image.open(io.BytesIO(data), formats=_FORMATS)
+        except UnidentifiedImageError:
+            raise ImageDecodeError(
+                f"{name}: not an image, or an unsupported image format (rawmm decodes "
+                + ", ".join(sorted(DECODE_FORMATS))
+                + ")"
+            ) from None
+    if im.width * im.height > max_pixels:
+        raise LimitExceededError(f"{name}: {im.width}x{im.height} pixels exceed the cap of {max_pixels}")
+    if check is not None:
+        check(im.width, im.height)
+    return im
+
+
+@contextlib.contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Pillow's errors on hostile bytes, as rawmm's: its plugins raise many types (struct.error,
+    TypeError, KeyError... from fuzzed metadata), all meaning the data is unusable."""
+    try:
+        yield
+    except RawmmError:
+        raise
+    except (Image.DecompressionBombError, MemoryError) as e:
+        raise LimitExceededError(f"{name}: {e}") from None
+    except Exception as e:
+        raise ImageDecodeError(f"{name}: cannot decode image: {type(e).__name__}: {e}") from None
+
+
+def probe(
+    data: bytes,
+    *,
+    exif: bool = True,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    check: Callable[[int, int], Any] | None = None,
+) -> Probe:
+    """Size and orientation of frame 0 exactly as `decode` will produce it, without decoding
+    pixels. `check(width, height)` (e.g. a layout) runs on the claimed size before Pillow
+    opens anything, and again on Pillow's."""
+    name = f"<{len(data)} bytes>"
+    with _pillow_errors(name):
+        im = _open(data, name, max_pixels=max_pixels, check=check)
+        with im:
+            transpose = None
+            if exif:
+                if im.format == "PNG":
+                    _png_trailing_metadata(im)
+                transpose = _transpose_of(im)
+            return Probe(_EXT[im.format or ""], im.width, im.height, transpose)
+
+
 def decode(
     source: bytes | bytearray | memoryview | str | os.PathLike[str],
     *,
     exif: bool = True,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    check: Callable[[int, int], Any] | None = None,
 ) -> Image.Image:
-    """Decodes frame 0 of encoded bytes or a file with Pillow, checking the pixel cap on the
-    header before any pixel is decoded; applies the EXIF orientation when `exif`."""
+    """Decodes frame 0 of encoded bytes or a regular file (of at most `max_bytes`) with Pillow,
+    after the pixel cap and `check(width, height)` pass on the header; applies the EXIF
+    orientation when `exif`, as `ImageOps.exif_transpose` does."""
     if isinstance(source, bytes | bytearray | memoryview):
         data, name = bytes(source), f"<{len(source)} bytes>"
     else:
-        name = os.fspath(source)
-        with open(name, "rb") as f:
-            data = f.read()
-    # The pixel cap applies to what the header claims, before Pillow decodes anything.
-    try:
-        _, w, h, _ = _core.read_header(data)
-    except ImageDecodeError:
-        w = h = 0  # Pillow gives the definitive error below
-    if w * h > max_pixels:
-        raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
-    try:
-        with warnings.catch_warnings():
-            # rawmm applies its own pixel cap; Pillow's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im: Image.Image = Image.open(io.BytesIO(data))
-            if im.format not in DECODE_FORMATS:
-                raise ImageDecodeError(f"{name}: unsupported image format {im.format!r}")
-            if im.width * im.height > max_pixels:
-                raise LimitExceededError(
-                    f"{name}: {im.width}x{im.height} pixels exceed the cap of {max_pixels}"
-                )
-            im.load()
-            if exif:
-                im = ImageOps.exif_transpose(im)
-    except Image.DecompressionBombError as e:
-        raise LimitExceededError(f"{name}: {e}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        if isinstance(e, ImageDecodeError | LimitExceededError):
-            raise
-        raise ImageDecodeError(f"{name}: cannot decode image: {e}") from None
+        name = os.fspath(source)  # type: ignore[assignment]
+        data = read_regular(name, max_bytes)
+    if len(data) > max_bytes:
+        raise LimitExceededError(f"{name}: {len(data)} bytes exceed the cap of {max_bytes}")
+    with _pillow_errors(name):
+        im = _open(data, name, max_pixels=max_pixels, check=check)
+        im.load()
+        if exif:
+            transpose = _transpose_of(im)
+            if transpose is not None:
+                im = im.transpose(transpose)
     return im
 
 
@@ -135,14 +270,17 @@ def _array_input(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def to_array(image: ImageInput, *, exif: bool, composite: bool) -> CoreImage:
-    """Any supported input as pixels the core reads without copying."""
+def to_array(
+    image: ImageInput, *, exif: bool, composite: bool, check: Callable[[int, int], Any] | None = None
+) -> CoreImage:
+    """Any supported input as pixels the core reads without copying; encoded inputs are
+    `check`ed on their header before decoding."""
     if isinstance(image, np.ndarray):
         return _array_input(image)
     if isinstance(image, Image.Image):
         return _pil_to_array(image, composite)
     if isinstance(image, bytes | bytearray | memoryview | str | os.PathLike):
-        return _pil_to_array(decode(image, exif=exif), composite)
+        return _pil_to_array(decode(image, exif=exif, check=check), composite)
     raise ImageDecodeError(f"unsupported image input of type {type(image).__name__}")
 
 
@@ -169,7 +307,8 @@ def pixel_values(
         raise ImageDecodeError("no images given")
 
     def load(x: ImageInput) -> CoreImage:
-        return to_array(x, exif=exif, composite=composite)
+        # The layout refuses a geometry (aspect ratio, size) before anything is decoded.
+        return to_array(x, exif=exif, composite=composite, check=layout.image)
 
     # Pillow releases the GIL while decoding, so encoded inputs decode in parallel.
     encoded = sum(not isinstance(x, np.ndarray | Image.Image) for x in items)

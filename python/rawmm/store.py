@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import os
+import posixpath
 import re
 import secrets
 import stat
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import _core
+from ._files import descriptor_path, open_error, read_fd, read_regular
 from .errors import (
     AssetNotFoundError,
     ImageDecodeError,
@@ -139,98 +142,145 @@ class Asset:
 class Backend(Protocol):
     """Storage access for one images directory; names are already validated."""
 
-    def locate(self, name: str) -> Path: ...
     def read(self, name: str, max_bytes: int) -> bytes: ...
     def write(self, name: str, data: bytes, mm_hash: str) -> None: ...
     def names(self) -> Iterator[str]: ...
 
 
-def _inside(path: Path, root: Path) -> bool:
-    """Containment by path components, not string prefix."""
-    return path == root or root in path.parents
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+#: Temp files older than this are orphans of killed writers (a live write takes seconds).
+TEMP_MAX_AGE_S = 3600.0
+#: How often writes sweep orphans as part of normal operation.
+_SWEEP_EVERY_S = 600.0
 
 
-def read_capped(path: Path, max_bytes: int, *, follow: bool = True) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise AssetNotFoundError(f"no such asset: {path}", str(path)) from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise UnsafePathError(f"refusing to follow a symlink: {path}", str(path)) from None
-        raise
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"not a regular file: {path}", str(path))
-        if st.st_size > max_bytes:
-            raise LimitExceededError(f"{path}: {st.st_size} bytes exceed the cap of {max_bytes}")
-        # One read; a file that grew since stat() still cannot pass the cap.
-        data = f.read(min(st.st_size, max_bytes) + 1)
-    if len(data) > max_bytes:
-        raise LimitExceededError(f"{path}: more than {max_bytes} bytes")
-    return data
+def _write_error(e: OSError, name: str) -> RawmmError:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return UnsafePathError(f"no permission to write asset {name}: {e.strerror}", name)
+    return RawmmError(f"cannot write asset {name}: {e.strerror or e}")
 
 
 class LocalBackend:
-    """Assets as read-only files in one directory, written by atomic rename."""
+    """Assets as read-only files in one directory, written by atomic rename. Writes go through
+    a descriptor of the directory checked to be the store's own, and reads check the descriptor
+    of the file opened, so replacing the directory (or an asset) by a symlink later cannot
+    redirect a read or a write."""
 
     def __init__(self, images_dir: Path) -> None:
         self.images_dir = images_dir
+        self._last_sweep = 0.0
 
-    def locate(self, name: str) -> Path:
-        candidate = self.images_dir / name
-        real = Path(os.path.realpath(candidate))
-        if not _inside(real, self.images_dir):
-            raise UnsafePathError(f"asset {name!r} resolves outside the store", str(candidate))
-        return real
+    def _dir_fd(self, create: bool) -> int:
+        if create:
+            try:
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _write_error(e, str(self.images_dir)) from None
+        try:
+            fd = os.open(self.images_dir, _DIR_FLAGS)
+        except OSError as e:
+            raise open_error(e, str(self.images_dir)) from None
+        if descriptor_path(fd, str(self.images_dir)) != self.images_dir:
+            os.close(fd)
+            where = str(self.images_dir)
+            raise UnsafePathError(f"the store directory was replaced: {where}", where)
+        return fd
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        return read_capped(self.locate(name), max_bytes)
+        # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the
+        # containment is checked on the descriptor opened.
+        return read_regular(self.images_dir / name, max_bytes, [self.images_dir])
 
     def write(self, name: str, data: bytes, mm_hash: str) -> None:
-        final = self.images_dir / name
+        dfd = self._dir_fd(create=True)
         try:
-            st = os.lstat(final)
+            if not self._existing_valid(dfd, name, data, mm_hash):
+                self._write_new(dfd, name, data)
+            now = time.monotonic()
+            if not self._last_sweep or now - self._last_sweep > _SWEEP_EVERY_S:
+                self._last_sweep = now
+                self._sweep(dfd, TEMP_MAX_AGE_S)
+        finally:
+            os.close(dfd)
+
+    def _existing_valid(self, dfd: int, name: str, data: bytes, mm_hash: str) -> bool:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
-            st = None
-        if st is not None:
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafePathError(f"existing asset is not a regular file: {final}", str(final))
-            if st.st_size == len(data):
-                try:
-                    verify(read_capped(final, len(data), follow=False), mm_hash)
-                except RawmmError:
-                    pass  # corrupt copy: replaced atomically below
-                else:
-                    os.utime(final)  # idempotent; the mtime feeds external TTL sweepers
-                    return
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.images_dir / f".{name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(tmp, flags, 0o444)
+            return False
+        except OSError as e:
+            raise open_error(e, name) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"existing asset is not a regular file: {name}", name)
+        if st.st_size != len(data):
+            return False
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            verify(read_fd(fd, len(data), name), mm_hash)
+        except (OSError, RawmmError):
+            return False  # unreadable or corrupt: replaced atomically
+        # The mtime feeds external TTL sweepers; best effort, since another user's asset or a
+        # read-only store still holds a valid asset.
+        with contextlib.suppress(OSError):
+            os.utime(name, dir_fd=dfd, follow_symlinks=False)
+        return True
+
+    def _write_new(self, dfd: int, name: str, data: bytes) -> None:
+        tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o444, dir_fd=dfd)
+        except OSError as e:
+            raise _write_error(e, name) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.rename(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            if isinstance(e, OSError):
+                raise _write_error(e, name) from None
             raise
-        try:  # best effort: make the rename durable
-            dfd = os.open(self.images_dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # best effort: make the rename durable
+            os.fsync(dfd)
 
     def names(self) -> Iterator[str]:
-        if self.images_dir.is_dir():
+        try:
             yield from sorted(os.listdir(self.images_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+
+    def sweep(self, older_than_s: float) -> int:
+        try:
+            dfd = self._dir_fd(create=False)
+        except AssetNotFoundError:
+            return 0
+        try:
+            return self._sweep(dfd, older_than_s)
+        finally:
+            os.close(dfd)
+
+    def _sweep(self, dfd: int, older_than_s: float) -> int:
+        """Removes regular temp files unmodified for `older_than_s`: a writer renames or unlinks
+        its temp within seconds, so only orphans of killed writers get that old."""
+        removed = 0
+        now = time.time()
+        for name in os.listdir(dfd):
+            if not _TEMP.fullmatch(name):
+                continue
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than_s:
+                    os.unlink(name, dir_fd=dfd)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _write_error(e, name) from None
+        return removed
 
 
 class AssetStore:
@@ -336,67 +386,31 @@ class AssetStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def allowed_path(self, path_or_uri: str | os.PathLike[str]) -> Path:
-        """The real path of a file path or `file://` URI that lies under an allowed root."""
+    def _path_of(self, path_or_uri: str | os.PathLike[str]) -> str:
+        """The file path a source path or `file://` URI names (not yet checked)."""
         if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
             try:
-                raw = check_file_uri(path_or_uri)
+                return check_file_uri(path_or_uri)
             except RefFormatError as e:
                 raise UnsafePathError(str(e), path_or_uri) from None
-        else:
-            raw = os.fspath(path_or_uri)
-            if "\0" in raw:
-                raise UnsafePathError("NUL in path", raw)
-        real = Path(os.path.realpath(raw))
-        if not any(_inside(real, root) for root in self.allowed_roots):
-            raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
-        return real
-
-    def open_allowed(self, path_or_uri: str | os.PathLike[str]) -> int:
-        """An open descriptor of a regular file under the allowed roots, within the byte cap.
-        The roots are checked on the file actually opened (its /proc/self/fd link where
-        available), so a symlink swapped after the check cannot slip through."""
-        if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
-            raw = str(self.allowed_path(path_or_uri))
-        else:
-            raw = os.fspath(path_or_uri)
-            if "\0" in raw:
-                raise UnsafePathError("NUL in path", raw)
-        try:
-            fd = os.open(raw, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise AssetNotFoundError(f"no such file: {raw}", raw) from None
-        try:
-            link = f"/proc/self/fd/{fd}"
-            real = Path(os.readlink(link)) if os.path.islink(link) else Path(os.path.realpath(raw))
-            if not any(_inside(real, root) for root in self.allowed_roots):
-                raise UnsafePathError(f"{raw} is outside the allowed roots", raw)
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafePathError(f"not a regular file: {raw}", raw)
-            if st.st_size > self.max_bytes:
-                raise LimitExceededError(f"{raw}: {st.st_size} bytes exceed the cap of {self.max_bytes}")
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        if not isinstance(path_or_uri, str | os.PathLike):
+            raise UnsafePathError(f"not a path: {path_or_uri!r}")
+        return os.fspath(path_or_uri)  # type: ignore[return-value]
 
     def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
-        """The bytes of a file under the allowed roots, read once, capped."""
-        with os.fdopen(self.open_allowed(path_or_uri), "rb") as f:
-            data = f.read(min(os.fstat(f.fileno()).st_size, self.max_bytes) + 1)
-        if len(data) > self.max_bytes:
-            raise LimitExceededError(f"{path_or_uri}: more than {self.max_bytes} bytes")
-        return data
+        """The bytes of a regular file under the allowed roots, read once, capped. The roots
+        are checked on the file actually opened, so a symlink swapped in after any earlier
+        check cannot slip through."""
+        return read_regular(self._path_of(path_or_uri), self.max_bytes, self.allowed_roots)
 
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
         """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
         if not isinstance(asset_id_or_uri, str):
             raise UnsafePathError(f"not an asset id or URI: {asset_id_or_uri!r}")
         if asset_id_or_uri.startswith("file://"):
-            path = self.allowed_path(asset_id_or_uri)
-            name = path.name
-            data = read_capped(path, self.max_bytes)
+            path = self._path_of(asset_id_or_uri)
+            name = posixpath.basename(path)
+            data = read_regular(path, self.max_bytes, self.allowed_roots)
         else:
             name = asset_id_or_uri
             if not _READ_ID.fullmatch(name):
@@ -412,29 +426,17 @@ class AssetStore:
 
     def find(self, mm_hash: str) -> Asset | None:
         """The asset stored under this 64-hex hash, probing every extension."""
-        if not re.fullmatch(r"[0-9a-f]{64}", mm_hash or ""):
+        if not isinstance(mm_hash, str) or not re.fullmatch(r"[0-9a-f]{64}", mm_hash):
             return None
         for ext in EXTENSIONS:
             name = f"{mm_hash}.{ext}"
             try:
-                path = self.backend.locate(name)
-                st = os.stat(path)
-            except (OSError, UnsafePathError):
+                st = os.stat(self.images_dir / name)
+            except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
                 return self._asset(name, mm_hash, st.st_size)
         return None
-
-    def existing(self, name: str, size: int) -> Asset | None:
-        """The asset stored under `name` when it is a regular file of `size` bytes."""
-        path = os.path.join(self._dir, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-            return None
-        return self._asset(name, name.split(".")[0], size)
 
     def _asset(self, name: str, mm_hash: str, size: int) -> Asset:
         path = os.path.join(self._dir, name)
@@ -443,44 +445,45 @@ class AssetStore:
     # -- maintenance -----------------------------------------------------------------------
 
     def verify(self) -> list[str]:
-        """One message per problem found; empty when healthy."""
+        """One message per problem found; empty when healthy. Entries that vanish meanwhile
+        (writers' temp files) are skipped; unreadable files are reported."""
+        if not self.images_dir.is_dir() and os.path.lexists(self.images_dir):
+            return [f"{self.images_dir}: not a directory"]
         problems = []
         now = time.time()
         for name in self.backend.names():
             path = self.images_dir / name
-            st = os.lstat(path)
-            if _TEMP.fullmatch(name):
-                if now - st.st_mtime > 3600:
-                    problems.append(f"{name}: orphaned temp file")
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                problems.append(f"{name}: cannot stat: {e.strerror}")
                 continue
             if stat.S_ISLNK(st.st_mode):
                 problems.append(f"{name}: symlink")
-                continue
-            if not stat.S_ISREG(st.st_mode):
+            elif not stat.S_ISREG(st.st_mode):
                 problems.append(f"{name}: not a regular file")
-                continue
-            match = _RAWMM_ID.fullmatch(name)
-            if match is None:
+            elif _TEMP.fullmatch(name):
+                if now - st.st_mtime > TEMP_MAX_AGE_S:
+                    problems.append(f"{name}: orphaned temp file")
+            elif (match := _RAWMM_ID.fullmatch(name)) is None:
                 problems.append(f"{name}: foreign name, cannot verify")
-                continue
-            try:
-                data = read_capped(path, max(self.max_bytes, st.st_size), follow=False)
-            except RawmmError as e:
-                problems.append(f"{name}: {e}")
-                continue
-            if fingerprint_bytes(data) != match.group(1):
-                problems.append(f"{name}: content does not match its hash")
-            elif extension_of(data) != match.group(2):
-                problems.append(f"{name}: extension does not match its content")
+            else:
+                try:
+                    data = read_regular(path, max(self.max_bytes, st.st_size), [self.images_dir])
+                except AssetNotFoundError:
+                    continue
+                except RawmmError as e:
+                    problems.append(f"{name}: {e}")
+                    continue
+                if fingerprint_bytes(data) != match.group(1):
+                    problems.append(f"{name}: content does not match its hash")
+                elif extension_of(data) != match.group(2):
+                    problems.append(f"{name}: extension does not match its content")
         return problems
 
-    def sweep_temp(self, older_than_s: float = 3600) -> int:
-        """Removes orphaned temp files of interrupted writes; returns how many."""
-        removed = 0
-        now = time.time()
-        for name in self.backend.names():
-            path = self.images_dir / name
-            if _TEMP.fullmatch(name) and now - os.lstat(path).st_mtime > older_than_s:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+    def sweep_temp(self, older_than_s: float = TEMP_MAX_AGE_S) -> int:
+        """Removes orphaned temp files of interrupted writes; returns how many. Writes also do
+        this on their own every few minutes."""
+        return self.backend.sweep(older_than_s)

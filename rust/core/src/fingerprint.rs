@@ -27,28 +27,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Hash and header of an open file without copying it: the file is memory-mapped (read for
-/// small files), hashed, and its header parsed from the first bytes. Files over `max_bytes`
-/// are refused on their size before anything is read.
-pub fn hash_and_header(file: &std::fs::File, max_bytes: u64) -> Result<(String, crate::header::Header, u64)> {
-    let size = file.metadata().map_err(|e| Error::Io(e.to_string()))?.len();
-    if size > max_bytes {
-        return Err(Error::Limit(format!("{size} bytes exceed the cap of {max_bytes}")));
-    }
-    if size < 16 << 10 {
-        use std::io::Read;
-        let mut data = Vec::with_capacity(size as usize + 1);
-        file.take(max_bytes + 1).read_to_end(&mut data).map_err(|e| Error::Io(e.to_string()))?;
-        let header = crate::header::read(&data)?;
-        return Ok((hash_bytes(&data), header, data.len() as u64));
-    }
-    // SAFETY: the map is read-only and dropped before returning; a concurrent writer can only
-    // make the digest disagree with the bytes later read, which every read verifies.
-    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::Io(e.to_string()))?;
-    let header = crate::header::read(&map)?;
-    Ok((hash_bytes(&map), header, map.len() as u64))
-}
-
 /// BLAKE3 of the concatenation of `chunks`, without concatenating them.
 pub fn hash_chunks(chunks: &[&[u8]]) -> String {
     let mut h = blake3::Hasher::new();

@@ -1,6 +1,8 @@
-//! Image header reading without decoding pixels (refs.md §5.1, §6): format, size and EXIF
-//! orientation from the first bytes. No checksums are verified, so a decompression bomb with
-//! a broken CRC is still measured and refused before any pixel is decoded.
+//! Image header reading without decoding pixels (refs.md §6 rule 6): the format and the size
+//! the header claims, so the caps and the layout are checked before any decoder allocates. No
+//! checksums are verified, so a decompression bomb with a broken CRC is still measured and
+//! refused. Orientation and the size Pillow finally decodes (a GIF canvas grown to its first
+//! frame) are Pillow's to say: the Python layer asks it, without decoding pixels.
 
 use crate::error::{Error, Result};
 
@@ -54,19 +56,6 @@ pub struct Header {
     pub format: Format,
     pub width: u64,
     pub height: u64,
-    /// EXIF Orientation (1..=8); 1 when absent or unreadable.
-    pub orientation: u8,
-}
-
-impl Header {
-    /// Width and height after applying the orientation (5..=8 swap them).
-    pub fn oriented(&self) -> (u64, u64) {
-        if self.orientation >= 5 {
-            (self.height, self.width)
-        } else {
-            (self.width, self.height)
-        }
-    }
 }
 
 fn be16(d: &[u8], at: usize) -> Option<u64> {
@@ -93,57 +82,41 @@ fn truncated(what: &str) -> Error {
 pub fn read(data: &[u8]) -> Result<Header> {
     let format =
         Format::sniff(data).ok_or_else(|| Error::Decode("not a PNG, JPEG, WebP, GIF, BMP or TIFF image".into()))?;
-    let (width, height, orientation) = match format {
+    let (width, height) = match format {
         Format::Png => png(data),
         Format::Jpeg => jpeg(data),
         Format::Webp => webp(data),
-        Format::Gif => Some((le16(data, 6).unwrap_or(0), le16(data, 8).unwrap_or(0), 1)).filter(|_| data.len() >= 10),
+        Format::Gif => Some((le16(data, 6).unwrap_or(0), le16(data, 8).unwrap_or(0))).filter(|_| data.len() >= 10),
         Format::Bmp => bmp(data),
-        Format::Tiff => tiff(data, 0),
+        Format::Tiff => tiff(data),
     }
     .ok_or_else(|| truncated(format.extension()))?;
     if width == 0 || height == 0 {
         return Err(Error::Decode(format!("{} header claims an empty image ({width}x{height})", format.extension())));
     }
-    Ok(Header { format, width, height, orientation })
+    Ok(Header { format, width, height })
 }
 
-fn png(d: &[u8]) -> Option<(u64, u64, u8)> {
+fn png(d: &[u8]) -> Option<(u64, u64)> {
     if d.get(12..16)? != b"IHDR" {
         return None;
     }
-    let (w, h) = (be32(d, 16)?, be32(d, 20)?);
-    // Walk the chunks (lengths only, no CRC checks) for an eXIf chunk before the image data.
-    let mut at = 8;
-    let mut orientation = 1;
-    while let (Some(len), Some(kind)) = (be32(d, at), d.get(at + 4..at + 8)) {
-        let body = at + 8;
-        match kind {
-            b"eXIf" => {
-                orientation = d.get(body..body + len as usize).and_then(|t| tiff(t, 0)).map_or(1, |r| r.2);
-                break;
-            }
-            b"IDAT" | b"IEND" => break,
-            _ => at = body.checked_add(len as usize)?.checked_add(4)?,
-        }
-    }
-    Some((w, h, orientation))
+    Some((be32(d, 16)?, be32(d, 20)?))
 }
 
-fn jpeg(d: &[u8]) -> Option<(u64, u64, u8)> {
+fn jpeg(d: &[u8]) -> Option<(u64, u64)> {
+    // Pillow's marker scan: bytes other than 0xFF between segments are skipped, fill bytes too.
     let mut at = 2;
-    let mut orientation = 1;
     loop {
-        // Skip fill bytes before a marker.
-        while *d.get(at)? == 0xFF && *d.get(at + 1)? == 0xFF {
+        while *d.get(at)? != 0xFF {
             at += 1;
         }
-        if *d.get(at)? != 0xFF {
-            return None;
+        while *d.get(at + 1)? == 0xFF {
+            at += 1;
         }
         let marker = *d.get(at + 1)?;
         at += 2;
-        if matches!(marker, 0xD0..=0xD9 | 0x01) {
+        if matches!(marker, 0xD0..=0xD9 | 0x01 | 0x00) {
             continue; // markers without a length
         }
         let len = be16(d, at)? as usize;
@@ -151,12 +124,8 @@ fn jpeg(d: &[u8]) -> Option<(u64, u64, u8)> {
             return None;
         }
         match marker {
-            0xE1 if d.get(at + 2..at + 8) == Some(b"Exif\0\0") && orientation == 1 => {
-                let end = (at + len).min(d.len());
-                orientation = d.get(at + 8..end).and_then(|t| tiff(t, 0)).map_or(1, |r| r.2);
-            }
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                return Some((be16(d, at + 5)?, be16(d, at + 3)?, orientation));
+                return Some((be16(d, at + 5)?, be16(d, at + 3)?));
             }
             0xDA => return None, // scan data before any frame header
             _ => {}
@@ -165,56 +134,38 @@ fn jpeg(d: &[u8]) -> Option<(u64, u64, u8)> {
     }
 }
 
-fn webp(d: &[u8]) -> Option<(u64, u64, u8)> {
-    let kind = d.get(12..16)?;
-    match kind {
+fn webp(d: &[u8]) -> Option<(u64, u64)> {
+    match d.get(12..16)? {
         b"VP8 " => {
             if d.get(23..26)? != [0x9D, 0x01, 0x2A] {
                 return None;
             }
-            Some((le16(d, 26)? & 0x3FFF, le16(d, 28)? & 0x3FFF, 1))
+            Some((le16(d, 26)? & 0x3FFF, le16(d, 28)? & 0x3FFF))
         }
         b"VP8L" => {
             if *d.get(20)? != 0x2F {
                 return None;
             }
             let bits = le32(d, 21)?;
-            Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1))
+            Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
         }
-        b"VP8X" => {
-            let (w, h) = (le24(d, 24)? + 1, le24(d, 27)? + 1);
-            // An EXIF chunk may follow among the extended chunks.
-            let mut at = 30;
-            let mut orientation = 1;
-            while let (Some(tag), Some(len)) = (d.get(at..at + 4), le32(d, at + 4)) {
-                let body = at + 8;
-                if tag == b"EXIF" {
-                    let t = d.get(body..body + len as usize)?;
-                    let t = t.strip_prefix(b"Exif\0\0").unwrap_or(t);
-                    orientation = tiff(t, 0).map_or(1, |r| r.2);
-                    break;
-                }
-                at = body.checked_add(len as usize + (len as usize & 1))?;
-            }
-            Some((w, h, orientation))
-        }
+        b"VP8X" => Some((le24(d, 24)? + 1, le24(d, 27)? + 1)),
         _ => None,
     }
 }
 
-fn bmp(d: &[u8]) -> Option<(u64, u64, u8)> {
+fn bmp(d: &[u8]) -> Option<(u64, u64)> {
     let dib = le32(d, 14)?;
     if dib == 12 {
-        return Some((le16(d, 18)?, le16(d, 20)?, 1));
+        return Some((le16(d, 18)?, le16(d, 20)?));
     }
     let w = le32(d, 18)? as u32 as i32;
     let h = le32(d, 22)? as u32 as i32; // negative: top-down rows
-    Some((w.unsigned_abs() as u64, h.unsigned_abs() as u64, 1))
+    Some((w.unsigned_abs() as u64, h.unsigned_abs() as u64))
 }
 
-/// A TIFF structure (a TIFF file or an EXIF block): IFD0's width, height and orientation.
-fn tiff(d: &[u8], base: usize) -> Option<(u64, u64, u8)> {
-    let t = d.get(base..)?;
+/// IFD0's width and height (the last of duplicate tags, as Pillow).
+fn tiff(t: &[u8]) -> Option<(u64, u64)> {
     let le = match t.get(0..2)? {
         b"II" => true,
         b"MM" => false,
@@ -222,30 +173,24 @@ fn tiff(d: &[u8], base: usize) -> Option<(u64, u64, u8)> {
     };
     let u16_at = |at: usize| if le { le16(t, at) } else { be16(t, at) };
     let u32_at = |at: usize| if le { le32(t, at) } else { be32(t, at) };
+    let u64_at = |at: usize| {
+        let b: [u8; 8] = t.get(at..at + 8)?.try_into().ok()?;
+        Some(if le { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) })
+    };
     let big = u16_at(2)? == 43;
-    let (mut w, mut h, mut orientation) = (0, 0, 1u8);
     let (ifd, count, entry, first) = if big {
-        let off = if le {
-            u64::from_le_bytes(t.get(8..16)?.try_into().ok()?)
-        } else {
-            u64::from_be_bytes(t.get(8..16)?.try_into().ok()?)
-        };
-        let n = if le {
-            u64::from_le_bytes(t.get(off as usize..off as usize + 8)?.try_into().ok()?)
-        } else {
-            u64::from_be_bytes(t.get(off as usize..off as usize + 8)?.try_into().ok()?)
-        };
-        (off as usize, n as usize, 20, 8)
+        let off = usize::try_from(u64_at(8)?).ok()?;
+        (off, usize::try_from(u64_at(off)?).ok()?, 20, 8)
     } else {
         let off = u32_at(4)? as usize;
         (off, u16_at(off)? as usize, 12, 2)
     };
+    let (mut w, mut h) = (0, 0);
     for i in 0..count.min(1024) {
-        let e = ifd + first + i * entry;
+        let e = ifd.checked_add(first + i * entry)?;
         let tag = u16_at(e)?;
-        let typ = u16_at(e + 2)?;
         let value_at = e + if big { 12 } else { 8 };
-        let value = match typ {
+        let value = match u16_at(e + 2)? {
             3 => u16_at(value_at)?,
             4 => u32_at(value_at)?,
             _ => continue,
@@ -253,11 +198,10 @@ fn tiff(d: &[u8], base: usize) -> Option<(u64, u64, u8)> {
         match tag {
             256 => w = value,
             257 => h = value,
-            274 if (1..=8).contains(&value) => orientation = value as u8,
             _ => {}
         }
     }
-    Some((w, h, orientation))
+    Some((w, h))
 }
 
 #[cfg(test)]
@@ -271,7 +215,7 @@ mod tests {
         png.extend(100_000u32.to_be_bytes());
         png.extend([8, 2, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]); // wrong CRC
         let h = read(&png).unwrap();
-        assert_eq!((h.format, h.width, h.height, h.orientation), (Format::Png, 200_000, 100_000, 1));
+        assert_eq!((h.format, h.width, h.height), (Format::Png, 200_000, 100_000));
     }
 
     #[test]
@@ -283,9 +227,10 @@ mod tests {
     }
 
     #[test]
-    fn oriented_size_swaps_for_5_to_8() {
-        let h = Header { format: Format::Jpeg, width: 100, height: 60, orientation: 6 };
-        assert_eq!(h.oriented(), (60, 100));
-        assert_eq!(Header { orientation: 3, ..h }.oriented(), (100, 60));
+    fn jpeg_skips_junk_between_segments_as_pillow() {
+        // SOI, an APP0 segment, junk, SOF0 of 7x5.
+        let jpg = b"\xff\xd8\xff\xe0\x00\x04ab\x42\xff\xff\xc0\x00\x0b\x08\x00\x05\x00\x07\x01\x01\x11\x00";
+        let h = read(jpg).unwrap();
+        assert_eq!((h.format, h.width, h.height), (Format::Jpeg, 7, 5));
     }
 }

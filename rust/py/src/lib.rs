@@ -446,11 +446,11 @@ fn resize_bicubic<'py>(
     Ok(PyArray1::from_vec(py, out).reshape([h_out, w_out, s[2]])?.into_any())
 }
 
-/// Image header without decoding: `(extension, width, height, orientation)`.
+/// The size an image header claims, without decoding: `(extension, width, height)`.
 #[pyfunction]
-fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64, u8)> {
+fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64)> {
     let h = rawmm_core::header::read(data).py_err(py)?;
-    Ok((h.format.extension(), h.width, h.height, h.orientation))
+    Ok((h.format.extension(), h.width, h.height))
 }
 
 /// Inputs shorter than this are hashed without releasing the GIL: the release costs more
@@ -474,20 +474,6 @@ fn fingerprint_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String
 fn fingerprint_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
     // io::Error maps to the matching OSError subclass (FileNotFoundError, PermissionError, ...).
     Ok(py.detach(|| fingerprint::hash_file(&path))?)
-}
-
-/// `(mm_hash, extension, width, height, orientation, size)` of an open file descriptor, hashed
-/// in place (memory-mapped), GIL released. The descriptor stays owned by the caller.
-#[pyfunction]
-fn describe_fd(py: Python<'_>, fd: i32, max_bytes: u64) -> PyResult<(String, &'static str, u64, u64, u8, u64)> {
-    if fd < 0 {
-        return Err(PyValueError::new_err("invalid file descriptor"));
-    }
-    // SAFETY: the caller keeps `fd` open for the whole call; we work on a duplicate.
-    let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-    let file = std::fs::File::from(owned);
-    let (hash, h, size) = py.detach(|| fingerprint::hash_and_header(&file, max_bytes)).py_err(py)?;
-    Ok((hash, h.format.extension(), h.width, h.height, h.orientation, size))
 }
 
 /// BLAKE3 of the concatenation of several buffers (framed streams), GIL released.
@@ -541,7 +527,6 @@ fn encode_png<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fingerprint_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_file, m)?)?;
-    m.add_function(wrap_pyfunction!(describe_fd, m)?)?;
     m.add_function(wrap_pyfunction!(hash_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(pixel_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
