@@ -21,6 +21,7 @@ from .errors import (
     LimitExceededError,
     RawmmError,
     RefFormatError,
+    show,
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
@@ -232,7 +233,7 @@ class Adapter:
         else:
             family, payload, fingerprint, mm_hash = src.family, src.payload, src.layout_fingerprint, None
         if family != self.family:
-            raise LayoutError(f"ref family {family!r} does not match the {self.family} adapter")
+            raise LayoutError(f"ref family {show(family)} does not match the {self.family} adapter")
         if (
             (mm_hash is None or len(mm_hash) == 64)
             and fingerprint is not None
@@ -515,15 +516,24 @@ class Materializer:
     def materialize(
         self, refs: Sequence[Any], *, outer: Sequence[tuple[str, str, int]] | None = None
     ) -> ModelInputs:
-        if outer is not None and len(outer) != len(refs):
-            raise RefFormatError("outer must be parallel to refs")
+        if isinstance(refs, str | bytes | Mapping | RawMMRef) or not isinstance(refs, Sequence):
+            raise RefFormatError(f"refs must be a list, got {type(refs).__name__}")
+        if not refs:
+            raise RefFormatError("no refs to materialize")
+        if outer is not None and (not isinstance(outer, Sequence) or len(outer) != len(refs)):
+            raise RefFormatError("outer must be a list parallel to refs")
         jobs = []
         for i, src in enumerate(refs):
             text, parsed, fm, mm_hash, length = self._text_and_meta(src)
             if outer is not None:
-                o_fm, o_hash, o_len = outer[i]
+                entry = outer[i]
+                if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
+                    raise RefFormatError(
+                        f"outer[{i}] must be (feature_modality, mm_hash, placeholder_length)"
+                    )
+                o_fm, o_hash, o_len = entry
                 if o_fm != fm:
-                    raise RefFormatError(f"ref {i}: modality {fm!r} differs from the outer {o_fm!r}")
+                    raise RefFormatError(f"ref {i}: modality {fm!r} differs from the outer {show(o_fm)}")
                 if o_hash != mm_hash:
                     raise RefFormatError(f"ref {i}: mm_hash differs from the outer mm_hashes entry")
                 if o_len != length:

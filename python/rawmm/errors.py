@@ -58,3 +58,13 @@ class ImageDecodeError(RawmmError, ValueError):
 
 class LimitExceededError(RawmmError, ValueError):
     """A byte, pixel, length or depth cap was exceeded."""
+
+
+def show(value: object, limit: int = 80) -> str:
+    """A short repr of an untrusted value for an error message (never fails: a 5,000-digit int
+    has no repr under Python's int-to-str limit)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -125,16 +125,16 @@ def _png_trailing_metadata(im: Image.Image) -> None:
 
 
 def _claimed_size(data: bytes, name: str, max_pixels: int, check: Callable[[int, int], Any] | None) -> None:
-    """The pixel cap and the layout on what the header claims, before Pillow allocates anything
-    (its WebP reader allocates the canvas when opening). A header rawmm cannot read is left to
-    Pillow, which then decides."""
+    """The pixel cap on what the header claims, before Pillow reads anything; for WebP, whose
+    reader allocates the canvas when opening, the layout too. A header rawmm cannot read is
+    left to Pillow, which then decides."""
     try:
-        _, w, h = _core.read_header(data)
+        ext, w, h = _core.read_header(data)
     except ImageDecodeError:
         return
     if w * h > max_pixels:
         raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
-    if check is not None:
+    if check is not None and ext == "webp":
         check(w, h)
 
 
@@ -187,12 +187,17 @@ def probe(
     with _pillow_errors(name):
         im = _open(data, name, max_pixels=max_pixels, check=check)
         with im:
-            transpose = None
-            if exif:
-                if im.format == "PNG":
-                    _png_trailing_metadata(im)
-                transpose = _transpose_of(im)
-            return Probe(_EXT[im.format or ""], im.width, im.height, transpose)
+            if im.format == "TIFF":
+                # Pillow's TIFF load applies the orientation itself, whatever the policy; its
+                # opened size is already swapped by the tag, so start from the stored one.
+                (w, h), transpose = im._tile_size, _transpose_of(im)  # type: ignore[attr-defined]
+            else:
+                (w, h), transpose = im.size, None
+                if exif:
+                    if im.format == "PNG":
+                        _png_trailing_metadata(im)
+                    transpose = _transpose_of(im)
+            return Probe(_EXT[im.format or ""], w, h, transpose)
 
 
 def decode(

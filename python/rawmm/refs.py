@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote_from_bytes, unquote, urlsplit
 
-from .errors import LayoutError, LimitExceededError, RefFormatError
+from .errors import LayoutError, LimitExceededError, RefFormatError, show
 
 __all__ = [
     "RawMMItem",
@@ -29,6 +29,9 @@ __all__ = [
 
 MAX_REF_CHARS = 65_536
 MAX_JSON_DEPTH = 16
+#: Bound of a grid entry: far above any image the caps admit (an aspect ratio of 200 at the
+#: pixel cap is 13,500 patches long), and low enough that placeholder counts fit 64 bits.
+MAX_GRID = 1 << 20
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _FINGERPRINT = re.compile(r"[a-f0-9]{16,64}")
@@ -119,13 +122,13 @@ def normalize_run_id(run_id: str) -> str:
         raise RefFormatError(f"run_id must be a string, got {type(run_id).__name__}")
     out = run_id[4:] if run_id.startswith("run_") else run_id
     if not _NAME.fullmatch(out):
-        raise RefFormatError(f"invalid run_id {run_id!r}")
+        raise RefFormatError(f"invalid run_id {show(run_id)}")
     return out
 
 
 def _check(name: str, value: Any, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise RefFormatError(f"invalid {name} {value!r}")
+        raise RefFormatError(f"invalid {name} {show(value)}")
     return value
 
 
@@ -134,7 +137,10 @@ def check_file_uri(uri: Any) -> str:
     (refs.md §6 rule 3; containment is checked by the store). Returns the decoded path."""
     if not isinstance(uri, str) or not uri.startswith("file://"):
         raise RefFormatError(f"not a file:// URI: {uri!r}")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as e:  # "[" netlocs, netlocs NFKC would change
+        raise RefFormatError(f"malformed file:// URI {uri!r}: {e}") from None
     path = unquote(parts.path)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or "?" in uri or "#" in uri:
         raise RefFormatError(f"file:// URI must have no host, query or fragment: {uri!r}")
@@ -163,18 +169,21 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Plain JSON only: str keys; list, str, int, finite float, bool, None (refs.md §4.3)."""
+def _check_plain(value: Any, where: str, depth: int = 1) -> None:
+    """Plain JSON only: str keys; list, str, int, finite float, bool, None (refs.md §4.3), at
+    most `MAX_JSON_DEPTH` deep (so a cyclic value is refused too)."""
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_JSON_DEPTH:
+        raise LimitExceededError(f"{where}: nested deeper than {MAX_JSON_DEPTH}")
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise RefFormatError(f"{where}: non-string key {k!r}")
+                raise RefFormatError(f"{where}: non-string key {show(k)}")
             if k in _TENSOR_KEYS:
                 raise RefFormatError(f"{where}: processed tensors ({k}) are not allowed in a raw item")
-            _check_plain(v, where)
+            _check_plain(v, where, depth + 1)
     elif isinstance(value, list | tuple):
         for v in value:
-            _check_plain(v, where)
+            _check_plain(v, where, depth + 1)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise RefFormatError(f"{where}: non-finite number")
@@ -385,8 +394,10 @@ class RawMMRef:
         if modality != "image":
             raise RefFormatError("mmraw:v1 refs carry images only")
         dims = thw.split("x")
-        if len(dims) != 3 or not all(d.isdigit() and d.isascii() and int(d) >= 1 for d in dims):
-            raise RefFormatError(f"invalid mmraw:v1 grid {thw!r}")
+        if len(dims) != 3 or not all(
+            d.isdigit() and d.isascii() and len(d) <= 9 and int(d) >= 1 for d in dims
+        ):
+            raise RefFormatError(f"invalid mmraw:v1 grid {show(thw)}")
         grid = [int(d) for d in dims]
         return cls(run_id, None, fingerprint, modality, mm_hash, raw_image_id, {"image_grid_thw": [grid]})
 
@@ -412,9 +423,9 @@ class RawMMRef:
             raise RefFormatError(f"{form} ref keys: missing {sorted(required - keys)}, unknown {unknown}")
         if not isinstance(obj["payload"], dict):
             raise RefFormatError("payload must be a JSON object")
-        for key in ("raw_image_uri", "raw_uri", "raw_image_data", "run_id", "raw_image_id"):
-            if key in obj and not isinstance(obj[key], str):
-                raise RefFormatError(f"{key} must be a string")
+        for key in obj.keys() - {"payload"}:  # null is not an absent field
+            if not isinstance(obj[key], str):
+                raise RefFormatError(f"{key} must be a string, got {type(obj[key]).__name__}")
         if form == "v3":
             if "raw_image_id" not in obj and "raw_uri" not in obj:
                 raise RefFormatError("v3 refs need raw_image_id or raw_uri")
@@ -546,7 +557,7 @@ def parse_raw_mm_item(obj: Any, *, accept_pruned: bool = False, modality: str | 
             raise RefFormatError(f"envelope keys: missing {sorted(missing)}, unknown {sorted(unknown)}")
         version = obj["version"]
         if type(version) is not int or version != 1:
-            raise RefFormatError(f"version must be the int 1, got {version!r}")
+            raise RefFormatError(f"version must be the int 1, got {show(version)}")
         item_modality = _check("modality", obj["modality"], _NAME)
         fingerprint = _check("layout_fingerprint", obj["layout_fingerprint"], _FINGERPRINT)
         present = [k in keys for k in _REF_KEYS]
@@ -602,19 +613,21 @@ def payload_grid(
             raise LayoutError("kimi_k25 items travel under vllm_modality 'vision_chunk'")
         n = payload.get("num_media_tokens")
         if n is not None and (type(n) is not int or n < 1):
-            raise LayoutError(f"num_media_tokens must be a positive int, got {n!r}")
+            raise LayoutError(f"num_media_tokens must be a positive int, got {show(n)}")
         grid = payload["grid_thws"]
     else:
-        raise LayoutError(f"unknown family {family!r}")
+        raise LayoutError(f"unknown family {show(family)}")
     if (
         not isinstance(grid, list | tuple)
         or len(grid) != 1
         or not isinstance(grid[0], list | tuple)
         or len(grid[0]) != 3
-        or not all(type(v) is int and v >= 1 for v in grid[0])
+        or not all(type(v) is int and 1 <= v <= MAX_GRID for v in grid[0])
         or grid[0][0] != 1
     ):
-        raise LayoutError(f"an image payload holds one grid [[1, h, w]] of ints >= 1, got {grid!r}")
+        raise LayoutError(
+            f"an image payload holds one grid [[1, h, w]] of ints in 1..{MAX_GRID}, got {show(grid)}"
+        )
     return (grid[0][0], grid[0][1], grid[0][2])
 
 

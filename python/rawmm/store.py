@@ -78,7 +78,7 @@ def decode_data_url(url: str, *, max_bytes: int) -> bytes:
         raise LimitExceededError(f"data: URL longer than the {max_bytes}-byte cap allows")
     try:
         return base64.b64decode(encoded, validate=True)
-    except binascii.Error as e:
+    except (binascii.Error, ValueError) as e:  # ValueError: characters outside ASCII
         raise RefFormatError(f"data: URL is not standard base64: {e}") from None
 
 
@@ -176,13 +176,15 @@ class LocalBackend:
                 self.images_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise _write_error(e, str(self.images_dir)) from None
+        where = str(self.images_dir)
         try:
             fd = os.open(self.images_dir, _DIR_FLAGS)
         except OSError as e:
-            raise open_error(e, str(self.images_dir)) from None
-        if descriptor_path(fd, str(self.images_dir)) != self.images_dir:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
+                raise UnsafePathError(f"the store directory is not a directory: {where}", where) from None
+            raise open_error(e, where) from None
+        if descriptor_path(fd, where) != self.images_dir:
             os.close(fd)
-            where = str(self.images_dir)
             raise UnsafePathError(f"the store directory was replaced: {where}", where)
         return fd
 

@@ -1,0 +1,193 @@
+"""Fuzz targets: each takes bytes and raises AssertionError when an invariant of issue 9 breaks.
+
+- `images`: for every input Pillow decodes (open, load, `exif_transpose`), `describe` gives its
+  oriented size and `materialize` of the ref decodes exactly that grid; for every input it does
+  not, `materialize` raises a typed error. Only `RawmmError`s escape anywhere.
+- `refs` / `envelopes`: parsing and materializing hostile refs and envelopes raises only
+  `RawmmError`s and never returns bytes from outside the store (a valid image placed next to
+  the store, its real hash known, is the bait).
+
+Seeds may hold @STORE@ (the store's images directory), @OUTSIDE@ (a directory next to it),
+@HASH@ / @OUT_HASH@ (the hashes of the stored asset and of the bait): the context fills them in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+import rawmm
+from rawmm import AssetStore, Layout, RawMMRef, RawmmError, adapter_for
+from rawmm.pixels import DECODE_FORMATS
+from rawmm.refs import parse_raw_mm_item
+
+CORPUS = Path(__file__).parent / "corpus"
+TARGETS = ("images", "refs", "envelopes")
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 20), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class Context:
+    """A store with one asset, a bait image outside it, and adapters of both families."""
+
+    root: Path
+    store: AssetStore
+    asset_hash: str
+    bait: bytes
+    bait_hash: str
+
+    @classmethod
+    def create(cls) -> Context:
+        root = Path(tempfile.mkdtemp(prefix="rawmm-fuzz-"))
+        store = AssetStore(root / "store", max_bytes=1 << 20, max_pixels=1 << 22)
+        asset = store.put(_png((1, 2, 3)))
+        outside = root / "outside"
+        outside.mkdir()
+        bait = _png((200, 100, 50))
+        bait_hash = rawmm.fingerprint_bytes(bait)
+        for name in (f"{bait_hash}.png", "secret.png"):
+            (outside / name).write_bytes(bait)
+        # A symlink inside the store named for the bait, pointing out of it.
+        (store.images_dir / f"{bait_hash}.png").symlink_to(outside / f"{bait_hash}.png")
+        return cls(root, store, asset.mm_hash, bait, bait_hash)
+
+    def fill(self, data: bytes) -> bytes:
+        return (
+            data.replace(b"@STORE@", str(self.store.images_dir).encode())
+            .replace(b"@OUTSIDE@", str(self.root / "outside").encode())
+            .replace(b"@OUT_HASH@", self.bait_hash.encode())
+            .replace(b"@HASH@", self.asset_hash.encode())
+        )
+
+
+_LAYOUTS = {name: Layout.preset(name) for name in ("qwen2_5_vl", "kimi_k25")}
+_ADAPTERS = [adapter_for(layout) for layout in _LAYOUTS.values()]
+
+
+def pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """The reference: the oriented size Pillow decodes (frame 0), or None when it cannot."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            if im.format not in DECODE_FORMATS or im.width * im.height > max_pixels:
+                return None
+            im.load()
+            return ImageOps.exif_transpose(im).size
+    except Exception:
+        return None
+
+
+def _typed(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """The call's result, or the RawmmError it raised; any other exception propagates."""
+    try:
+        return call(*args, **kwargs)
+    except RawmmError as e:
+        return e
+
+
+def images(data: bytes, ctx: Context) -> None:
+    store = ctx.store
+    expected = pillow_size(data, store.max_pixels)
+    adapter = _ADAPTERS[0]
+    layout = adapter.layout
+    d = _typed(adapter.describe, data, store=store)
+    if expected is not None:
+        want = _typed(layout.image, *expected)
+        if isinstance(want, RawmmError):
+            assert isinstance(d, RawmmError), "describe accepted a geometry the layout refuses"
+            return
+        assert not isinstance(d, RawmmError), f"Pillow decodes {expected}, describe raised {d!r}"
+        assert (d.width, d.height) == expected, f"describe {(d.width, d.height)} != Pillow {expected}"
+        out = _typed(adapter.materialize, adapter.ref(d, run_id="fuzz"), store=store)
+        assert not isinstance(out, RawmmError), f"describe {expected} ok, materialize raised {out!r}"
+        assert tuple(out.grid_thw[0]) == want.grid_thw
+    elif not isinstance(d, RawmmError):
+        out = _typed(adapter.materialize, adapter.ref(d, run_id="fuzz"), store=store)
+        assert isinstance(out, RawmmError), "rawmm decoded an image Pillow cannot"
+    _typed(layout.pixel_values, data)
+
+
+def refs(data: bytes, ctx: Context) -> None:
+    text = ctx.fill(data).decode("utf-8", "surrogateescape")
+    ref = _typed(RawMMRef.parse, text)
+    if isinstance(ref, RawmmError):
+        return
+    for form in ("v2", "json"):
+        out = _typed(ref.to_string, form)
+        if isinstance(out, str):
+            assert RawMMRef.parse(out).mm_hash == ref.mm_hash
+    for where in (ref.raw_image_uri, ref.raw_image_id):
+        if where is not None:
+            got = _typed(ctx.store.read, where, expected_hash=ref.mm_hash)
+            assert got != ctx.bait, f"store.read returned bytes from outside the store: {where!r}"
+    for adapter in _ADAPTERS:
+        out = _typed(adapter.materialize, ref, store=ctx.store)
+        assert isinstance(out, RawmmError) or ref.mm_hash != ctx.bait_hash, "materialized the bait"
+
+
+def envelopes(data: bytes, ctx: Context) -> None:
+    try:
+        obj = json.loads(ctx.fill(data))
+    except (ValueError, RecursionError):
+        return
+    _typed(parse_raw_mm_item, obj)
+    _typed(parse_raw_mm_item, obj, accept_pruned=True, modality="image")
+    for adapter in _ADAPTERS:
+        out = _typed(adapter.materialize, obj, store=ctx.store)
+        bait_id = isinstance(obj, dict) and str(obj.get("raw_image_id", "")).startswith(ctx.bait_hash)
+        assert isinstance(out, RawmmError) or not bait_id, "materialized the bait"
+
+
+RUN = {"images": images, "refs": refs, "envelopes": envelopes}
+
+# -- mutation ---------------------------------------------------------------------------------
+
+_INTERESTING = [0, 1, 2, 5, 6, 8, 0x7F, 0xFF, 0x100, 0x7FFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF]
+_TOKENS = [b"..", b"/", b"%2e", b"%00", b"\x00", b"file://", b"[", b"@OUTSIDE@", b"@OUT_HASH@", b"\\"]
+
+
+def seeds(target: str) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((CORPUS / target).iterdir()) if p.is_file()]
+
+
+def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
+    """A few structural mutations: flips, inserts, deletes, copies, splices, integer fields set
+    to boundary values, path tokens (mutation fuzzing as in AFL's havoc stage)."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        op = rng.randrange(8)
+        at = rng.randrange(len(buf) + 1)
+        if op == 0 and buf:
+            buf[min(at, len(buf) - 1)] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            buf[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif op == 2:
+            del buf[at : at + rng.randint(1, 32)]
+        elif op == 3 and buf:
+            start = rng.randrange(len(buf))
+            buf[at:at] = buf[start : start + rng.randint(1, 64)]
+        elif op == 4 and pool:
+            other = rng.choice(pool)
+            cut = rng.randrange(len(other) + 1)
+            buf[at:] = other[cut:]
+        elif op in (5, 6):
+            size, order = rng.choice([(1, "big"), (2, "big"), (2, "little"), (4, "big"), (4, "little")])
+            value = rng.choice(_INTERESTING) & ((1 << (8 * size)) - 1)
+            buf[at : at + size] = value.to_bytes(size, order)  # type: ignore[arg-type]
+        else:
+            buf[at:at] = rng.choice(_TOKENS)
+    return bytes(buf)
