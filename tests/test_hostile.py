@@ -438,6 +438,8 @@ def test_other_users_assets_and_read_only_stores() -> None:
         store = AssetStore(base / "run")
         data = encode(make_image("RGB", 12, 9, "noise", 5))
         asset = store.put(data)  # root's asset, in a directory others cannot write
+        private = store.put(encode(make_image("RGB", 12, 9, "noise", 7)))
+        private.path.chmod(0o400)  # unreadable for others
         for p in (base / "run", base / "run" / "assets", store.images_dir):
             p.chmod(0o755)
         os.setegid(65534)
@@ -449,6 +451,8 @@ def test_other_users_assets_and_read_only_stores() -> None:
             with pytest.raises(UnsafePathError, match="no permission to write"):
                 other.put(encode(make_image("RGB", 12, 9, "noise", 6)))
             assert other.read(asset.asset_id) == data
+            (problem,) = other.verify()
+            assert problem.startswith(f"{private.asset_id}: ") and "permission denied" in problem
         finally:
             os.seteuid(0)
             os.setegid(0)

@@ -24,16 +24,16 @@ def inside(path: Path, root: Path) -> bool:
 def open_error(e: BaseException, path: str) -> RawmmError:
     """The typed error for an OSError (or an unencodable name) met opening `path`."""
     if isinstance(e, FileNotFoundError | NotADirectoryError):
-        return AssetNotFoundError(f"no such file: {path}", path)
+        return AssetNotFoundError("no such file", path)
     if isinstance(e, UnicodeError | ValueError):
-        return UnsafePathError(f"unusable path {path!r}", path)
+        return UnsafePathError("unusable path", path)
     code = getattr(e, "errno", None)
     if code == errno.ELOOP:
-        return UnsafePathError(f"refusing to follow a symlink: {path}", path)
+        return UnsafePathError("refusing to follow a symlink", path)
     if code in (errno.EACCES, errno.EPERM):
-        return UnsafePathError(f"permission denied: {path}", path)
+        return UnsafePathError("permission denied", path)
     if code in (errno.ENAMETOOLONG, errno.ENXIO, errno.EISDIR):
-        return UnsafePathError(f"cannot open {path}: {os.strerror(code)}", path)
+        return UnsafePathError(f"cannot open: {os.strerror(code)}", path)
     return RawmmError(f"cannot read {path}: {e}")
 
 
@@ -60,11 +60,11 @@ def open_regular(path: str | os.PathLike[str], max_bytes: int, roots: Sequence[P
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"not a regular file: {name}", name)
+            raise UnsafePathError("not a regular file", name)
         if roots is not None:
             real = descriptor_path(fd, name)
             if not any(inside(real, root) for root in roots):
-                raise UnsafePathError(f"{name} is outside the allowed roots", name)
+                raise UnsafePathError("outside the allowed roots", name)
         if st.st_size > max_bytes:
             raise LimitExceededError(f"{name}: {st.st_size} bytes exceed the cap of {max_bytes}")
     except BaseException:
@@ -87,4 +87,4 @@ def read_fd(fd: int, max_bytes: int, name: str) -> bytes:
 
 
 def read_regular(path: str | os.PathLike[str], max_bytes: int, roots: Sequence[Path] | None = None) -> bytes:
-    return read_fd(open_regular(path, max_bytes, roots), max_bytes, os.fspath(path))  # type: ignore[arg-type]
+    return read_fd(open_regular(path, max_bytes, roots), max_bytes, os.fspath(path))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from . import _core
 from ._files import read_regular
@@ -60,10 +60,9 @@ class PixelValues:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """What decoding frame 0 would give, read without decoding pixels: the format's asset-id
-    extension, the stored size and the transpose the EXIF/XMP orientation asks for."""
+    """What decoding frame 0 would give, read without decoding pixels: the stored size and the
+    transpose the orientation asks for."""
 
-    ext: str
     width: int
     height: int
     transpose: Image.Transpose | None
@@ -87,7 +86,6 @@ _TRANSPOSE = {
 }
 _SWAPS = {_TRANSPOSE[5], _TRANSPOSE[6], _TRANSPOSE[7], _TRANSPOSE[8]}
 _FORMATS = tuple(sorted(DECODE_FORMATS - {"MPO"}))  # JPEG's opener also opens MPO
-_EXT = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 
 
 def _transpose_of(im: Image.Image) -> Image.Transpose | None:
@@ -105,7 +103,14 @@ def _png_trailing_metadata(im: Image.Image) -> None:
     chunks), with Pillow's own chunk handlers and the image data skipped, not decoded. Pillow's
     orientation of a PNG depends on them, so describe must see what a decode sees."""
     png, fp = im.png, im.fp  # type: ignore[attr-defined]
-    fp.read(im._PngImageFile__prepare_idat)  # type: ignore[attr-defined]  # the first IDAT
+    size = len(fp.getbuffer())
+
+    def skip(n: int) -> None:  # ImageFile._safe_read without copying the bytes
+        if fp.tell() + n > size:
+            raise OSError("Truncated File Read")
+        fp.seek(n, io.SEEK_CUR)
+
+    fp.seek(im._PngImageFile__prepare_idat, io.SEEK_CUR)  # type: ignore[attr-defined]  # 1st IDAT
     while True:  # PngImageFile.load_end's loop (Pillow 13.0.0)
         fp.read(4)  # CRC
         try:
@@ -119,9 +124,9 @@ def _png_trailing_metadata(im: Image.Image) -> None:
         except UnicodeDecodeError:
             break
         except EOFError:
-            ImageFile._safe_read(fp, length - 4 if cid == b"fdAT" else length)
+            skip(length - 4 if cid == b"fdAT" else length)
         except AttributeError:
-            ImageFile._safe_read(fp, length)
+            skip(length)
 
 
 def _claimed_size(data: bytes, name: str, max_pixels: int, check: Callable[[int, int], Any] | None) -> None:
@@ -197,7 +202,7 @@ def probe(
                     if im.format == "PNG":
                         _png_trailing_metadata(im)
                     transpose = _transpose_of(im)
-            return Probe(_EXT[im.format or ""], w, h, transpose)
+            return Probe(w, h, transpose)
 
 
 def decode(
@@ -214,7 +219,7 @@ def decode(
     if isinstance(source, bytes | bytearray | memoryview):
         data, name = bytes(source), f"<{len(source)} bytes>"
     else:
-        name = os.fspath(source)  # type: ignore[assignment]
+        name = os.fspath(source)
         data = read_regular(name, max_bytes)
     if len(data) > max_bytes:
         raise LimitExceededError(f"{name}: {len(data)} bytes exceed the cap of {max_bytes}")

@@ -36,6 +36,7 @@ from .errors import (
     RawmmError,
     RefFormatError,
     UnsafePathError,
+    show,
 )
 from .hashing import fingerprint_bytes, verify
 from .refs import check_file_uri, file_uri, normalize_run_id
@@ -145,6 +146,7 @@ class Backend(Protocol):
     def read(self, name: str, max_bytes: int) -> bytes: ...
     def write(self, name: str, data: bytes, mm_hash: str) -> None: ...
     def names(self) -> Iterator[str]: ...
+    def sweep(self, older_than_s: float) -> int: ...
 
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -181,11 +183,11 @@ class LocalBackend:
             fd = os.open(self.images_dir, _DIR_FLAGS)
         except OSError as e:
             if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
-                raise UnsafePathError(f"the store directory is not a directory: {where}", where) from None
+                raise UnsafePathError("the store directory is not a directory", where) from None
             raise open_error(e, where) from None
         if descriptor_path(fd, where) != self.images_dir:
             os.close(fd)
-            raise UnsafePathError(f"the store directory was replaced: {where}", where)
+            raise UnsafePathError("the store directory was replaced", where)
         return fd
 
     def read(self, name: str, max_bytes: int) -> bytes:
@@ -213,7 +215,7 @@ class LocalBackend:
         except OSError as e:
             raise open_error(e, name) from None
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError(f"existing asset is not a regular file: {name}", name)
+            raise UnsafePathError("existing asset is not a regular file", name)
         if st.st_size != len(data):
             return False
         try:
@@ -396,8 +398,8 @@ class AssetStore:
             except RefFormatError as e:
                 raise UnsafePathError(str(e), path_or_uri) from None
         if not isinstance(path_or_uri, str | os.PathLike):
-            raise UnsafePathError(f"not a path: {path_or_uri!r}")
-        return os.fspath(path_or_uri)  # type: ignore[return-value]
+            raise UnsafePathError(f"not a path: {show(path_or_uri)}")
+        return os.fspath(path_or_uri)
 
     def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
         """The bytes of a regular file under the allowed roots, read once, capped. The roots
@@ -408,7 +410,7 @@ class AssetStore:
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
         """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
         if not isinstance(asset_id_or_uri, str):
-            raise UnsafePathError(f"not an asset id or URI: {asset_id_or_uri!r}")
+            raise UnsafePathError(f"not an asset id or URI: {show(asset_id_or_uri)}")
         if asset_id_or_uri.startswith("file://"):
             path = self._path_of(asset_id_or_uri)
             name = posixpath.basename(path)

@@ -51,9 +51,7 @@ def _png_parts(im: Image.Image) -> tuple[bytes, list[bytes], bytes]:
 
 def _xmp(orientation: int, attr: bool = True) -> bytes:
     inner = (
-        f'tiff:Orientation="{orientation}"'
-        if attr
-        else f"><tiff:Orientation>{orientation}</tiff:Orientation"
+        f'tiff:Orientation="{orientation}"' if attr else f"><tiff:Orientation>{orientation}</tiff:Orientation"
     )
     return (
         b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
@@ -72,7 +70,9 @@ def images() -> dict[str, bytes]:
     out["png_exif_prefixed"] = head + _chunk(b"eXIf", b"Exif\0\0" + ex6) + b"".join(body) + end
     out["png_two_exif"] = head + _chunk(b"eXIf", _exif(8)) + b"".join(body) + _chunk(b"eXIf", ex6) + end
     raw = f"\nexif\n{len(ex6):8}\n{ex6.hex()}\n".encode()
-    out["png_raw_profile_text"] = head + _chunk(b"tEXt", b"Raw profile type exif\0" + raw) + b"".join(body) + end
+    out["png_raw_profile_text"] = (
+        head + _chunk(b"tEXt", b"Raw profile type exif\0" + raw) + b"".join(body) + end
+    )
     out["png_raw_profile_ztxt_after"] = (
         head + b"".join(body) + _chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(raw)) + end
     )

@@ -77,8 +77,9 @@ _LAYOUTS = {name: Layout.preset(name) for name in ("qwen2_5_vl", "kimi_k25")}
 _ADAPTERS = [adapter_for(layout) for layout in _LAYOUTS.values()]
 
 
-def pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
-    """The reference: the oriented size Pillow decodes (frame 0), or None when it cannot."""
+def pillow_size(data: bytes, max_pixels: int, exif: bool = True) -> tuple[int, int] | None:
+    """The reference: the size Pillow decodes (frame 0, oriented when `exif`), or None when
+    it cannot."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -86,7 +87,7 @@ def pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
             if im.format not in DECODE_FORMATS or im.width * im.height > max_pixels:
                 return None
             im.load()
-            return ImageOps.exif_transpose(im).size
+            return ImageOps.exif_transpose(im).size if exif else im.size
     except Exception:
         return None
 
@@ -99,11 +100,18 @@ def _typed(call: Any, *args: Any, **kwargs: Any) -> Any:
         return e
 
 
+_NO_EXIF = adapter_for(_LAYOUTS["qwen2_5_vl"].replace(exif_policy="ignore"))
+
+
 def images(data: bytes, ctx: Context) -> None:
+    for adapter in (_ADAPTERS[0], _NO_EXIF):
+        _image(data, ctx, adapter)
+
+
+def _image(data: bytes, ctx: Context, adapter: Any) -> None:
     store = ctx.store
-    expected = pillow_size(data, store.max_pixels)
-    adapter = _ADAPTERS[0]
     layout = adapter.layout
+    expected = pillow_size(data, store.max_pixels, layout.knobs["exif_policy"] == "apply")
     d = _typed(adapter.describe, data, store=store)
     if expected is not None:
         want = _typed(layout.image, *expected)
