@@ -15,6 +15,7 @@ __all__ = [
     "pixel_fingerprint",
     "read_header",
     "resize_bicubic",
+    "same_contents",
 ]
 
 MAX_SIDE: int
@@ -118,6 +119,7 @@ class LayoutCore:
     ) -> np.ndarray: ...
 
 def read_header(data: bytes) -> tuple[str, int, int]: ...
+def same_contents(fd: int, data: Any) -> bool: ...
 def resize_bicubic(
     array: npt.NDArray[np.uint8],
     width: int,

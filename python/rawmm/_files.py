@@ -7,18 +7,18 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 from .errors import AssetNotFoundError, LimitExceededError, RawmmError, UnsafePathError
 
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-_PROC_FD = Path("/proc/self/fd")
 
 
-def inside(path: Path, root: Path) -> bool:
-    """Containment by path components, not string prefix."""
-    return path == root or root in path.parents
+def inside(path: str, root: str | os.PathLike[str]) -> bool:
+    """Containment of a real path in a real root by path components, not string prefix
+    (`/x/run_1` does not contain `/x/run_10/a`)."""
+    r = os.fspath(root)
+    return path == r or path.startswith(r if r.endswith("/") else r + "/")
 
 
 def open_error(e: BaseException, path: str) -> RawmmError:
@@ -37,17 +37,19 @@ def open_error(e: BaseException, path: str) -> RawmmError:
     return RawmmError(f"cannot read {path}: {e}")
 
 
-def descriptor_path(fd: int, fallback: str) -> Path:
+def descriptor_path(fd: int, fallback: str) -> str:
     """The real path of an open descriptor: its /proc link on Linux (so a symlink swapped in after
     any earlier check is seen), else the real path of the name opened."""
     try:
-        link = os.readlink(_PROC_FD / str(fd))
+        link = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
-        return Path(os.path.realpath(fallback))
-    return Path(link.removesuffix(" (deleted)"))
+        return os.path.realpath(fallback)
+    return link.removesuffix(" (deleted)")
 
 
-def open_regular(path: str | os.PathLike[str], max_bytes: int, roots: Sequence[Path] | None = None) -> int:
+def open_regular(
+    path: str | os.PathLike[str], max_bytes: int, roots: Sequence[str | os.PathLike[str]] | None = None
+) -> int:
     """A read-only descriptor of a regular file of at most `max_bytes`, lying under one of `roots`
     (any path when None). The caller closes it."""
     name = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
@@ -86,5 +88,7 @@ def read_fd(fd: int, max_bytes: int, name: str) -> bytes:
     return data
 
 
-def read_regular(path: str | os.PathLike[str], max_bytes: int, roots: Sequence[Path] | None = None) -> bytes:
+def read_regular(
+    path: str | os.PathLike[str], max_bytes: int, roots: Sequence[str | os.PathLike[str]] | None = None
+) -> bytes:
     return read_fd(open_regular(path, max_bytes, roots), max_bytes, os.fspath(path))

@@ -98,12 +98,11 @@ def _transpose_of(im: Image.Image) -> Image.Transpose | None:
         raise ImageDecodeError(f"unusable EXIF orientation {value!r}") from None
 
 
-def _png_trailing_metadata(im: Image.Image) -> None:
+def _png_trailing_metadata(im: Image.Image, size: int) -> None:
     """What `PngImageFile.load_end` adds to `info` after the image data (eXIf, text and XMP
     chunks), with Pillow's own chunk handlers and the image data skipped, not decoded. Pillow's
     orientation of a PNG depends on them, so describe must see what a decode sees."""
     png, fp = im.png, im.fp  # type: ignore[attr-defined]
-    size = len(fp.getbuffer())
 
     def skip(n: int) -> None:  # ImageFile._safe_read without copying the bytes
         if fp.tell() + n > size:
@@ -200,7 +199,7 @@ def probe(
                 (w, h), transpose = im.size, None
                 if exif:
                     if im.format == "PNG":
-                        _png_trailing_metadata(im)
+                        _png_trailing_metadata(im, len(data))
                     transpose = _transpose_of(im)
             return Probe(w, h, transpose)
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import _core
-from ._files import descriptor_path, open_error, read_fd, read_regular
+from ._files import descriptor_path, open_error, read_regular
 from .errors import (
     AssetNotFoundError,
     ImageDecodeError,
@@ -173,19 +173,23 @@ class LocalBackend:
         self._last_sweep = 0.0
 
     def _dir_fd(self, create: bool) -> int:
-        if create:
-            try:
-                self.images_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise _write_error(e, str(self.images_dir)) from None
         where = str(self.images_dir)
         try:
-            fd = os.open(self.images_dir, _DIR_FLAGS)
+            try:
+                fd = os.open(where, _DIR_FLAGS)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:  # the directory is created on the first write, never on a read
+                    self.images_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise _write_error(e, where) from None
+                fd = os.open(where, _DIR_FLAGS)
         except OSError as e:
             if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
                 raise UnsafePathError("the store directory is not a directory", where) from None
             raise open_error(e, where) from None
-        if descriptor_path(fd, where) != self.images_dir:
+        if descriptor_path(fd, where) != where:
             os.close(fd)
             raise UnsafePathError("the store directory was replaced", where)
         return fd
@@ -193,12 +197,13 @@ class LocalBackend:
     def read(self, name: str, max_bytes: int) -> bytes:
         # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the
         # containment is checked on the descriptor opened.
-        return read_regular(self.images_dir / name, max_bytes, [self.images_dir])
+        where = str(self.images_dir)
+        return read_regular(os.path.join(where, name), max_bytes, [where])
 
     def write(self, name: str, data: bytes, mm_hash: str) -> None:
         dfd = self._dir_fd(create=True)
         try:
-            if not self._existing_valid(dfd, name, data, mm_hash):
+            if not self._existing_valid(dfd, name, data):
                 self._write_new(dfd, name, data)
             now = time.monotonic()
             if not self._last_sweep or now - self._last_sweep > _SWEEP_EVERY_S:
@@ -207,7 +212,7 @@ class LocalBackend:
         finally:
             os.close(dfd)
 
-    def _existing_valid(self, dfd: int, name: str, data: bytes, mm_hash: str) -> bool:
+    def _existing_valid(self, dfd: int, name: str, data: bytes) -> bool:
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -220,9 +225,16 @@ class LocalBackend:
             return False
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-            verify(read_fd(fd, len(data), name), mm_hash)
-        except (OSError, RawmmError):
-            return False  # unreadable or corrupt: replaced atomically
+        except OSError:
+            return False  # unreadable: replaced atomically
+        try:
+            # `data` hashes to the name, so equal bytes are a verified copy (cheaper than hashing).
+            if not _core.same_contents(fd, data):
+                return False  # corrupt: replaced atomically
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
         # The mtime feeds external TTL sweepers; best effort, since another user's asset or a
         # read-only store still holds a valid asset.
         with contextlib.suppress(OSError):
@@ -305,6 +317,7 @@ class AssetStore:
         root_path = Path(os.path.realpath(root))
         self.images_dir = Path(os.path.realpath(root_path / images_subdir)) if images_subdir else root_path
         self.allowed_roots = [Path(os.path.realpath(r)) for r in (allowed_roots or [self.images_dir])]
+        self._roots = [str(r) for r in self.allowed_roots]
         self.max_bytes = int(max_bytes)
         self.max_pixels = int(max_pixels)
         self.allow_http = allow_http
@@ -405,7 +418,7 @@ class AssetStore:
         """The bytes of a regular file under the allowed roots, read once, capped. The roots
         are checked on the file actually opened, so a symlink swapped in after any earlier
         check cannot slip through."""
-        return read_regular(self._path_of(path_or_uri), self.max_bytes, self.allowed_roots)
+        return read_regular(self._path_of(path_or_uri), self.max_bytes, self._roots)
 
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
         """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
@@ -414,7 +427,7 @@ class AssetStore:
         if asset_id_or_uri.startswith("file://"):
             path = self._path_of(asset_id_or_uri)
             name = posixpath.basename(path)
-            data = read_regular(path, self.max_bytes, self.allowed_roots)
+            data = read_regular(path, self.max_bytes, self._roots)
         else:
             name = asset_id_or_uri
             if not _READ_ID.fullmatch(name):

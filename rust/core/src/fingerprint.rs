@@ -27,6 +27,24 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// Whether an open file holds exactly `data`: the store's check that an existing asset is a
+/// good copy, by comparison rather than a second hash, and without copying the file.
+pub fn same_contents(file: &std::fs::File, data: &[u8]) -> std::io::Result<bool> {
+    if file.metadata()?.len() != data.len() as u64 {
+        return Ok(false);
+    }
+    if data.len() < 64 << 10 {
+        use std::io::Read;
+        let mut buf = Vec::with_capacity(data.len() + 1);
+        file.take(data.len() as u64 + 1).read_to_end(&mut buf)?;
+        return Ok(buf == data);
+    }
+    // SAFETY: read-only and dropped before returning; a concurrent writer can only make the
+    // comparison fail, which then replaces the file atomically.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(map[..] == *data)
+}
+
 /// BLAKE3 of the concatenation of `chunks`, without concatenating them.
 pub fn hash_chunks(chunks: &[&[u8]]) -> String {
     let mut h = blake3::Hasher::new();
@@ -70,6 +88,26 @@ pub fn pixel_fingerprint(mode: &str, width: u64, height: u64, pixels: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_contents_compares_bytes_and_length() {
+        let dir = std::env::temp_dir().join(format!("rawmm-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [0usize, 10, 100 << 10] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+            let path = dir.join(format!("f{n}"));
+            std::fs::write(&path, &data).unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            assert!(same_contents(&f, &data).unwrap());
+            if n > 0 {
+                let mut other = data.clone();
+                other[n / 2] ^= 1;
+                assert!(!same_contents(&f, &other).unwrap());
+                assert!(!same_contents(&f, &data[..n - 1]).unwrap());
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn vectors_from_spec() {

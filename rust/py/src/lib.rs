@@ -476,6 +476,21 @@ fn fingerprint_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String
     Ok(py.detach(|| fingerprint::hash_file(&path))?)
 }
 
+/// Whether the open file `fd` holds exactly the bytes of `data` (memory-mapped, GIL released).
+/// The descriptor stays owned by the caller.
+#[pyfunction]
+fn same_contents(py: Python<'_>, fd: i32, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("invalid file descriptor"));
+    }
+    let view = buffer::ByteView::get(data)?;
+    let bytes = view.as_slice();
+    // SAFETY: the caller keeps `fd` open for the whole call; we work on a duplicate.
+    let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    let file = std::fs::File::from(owned);
+    Ok(py.detach(|| fingerprint::same_contents(&file, bytes))?)
+}
+
 /// BLAKE3 of the concatenation of several buffers (framed streams), GIL released.
 #[pyfunction]
 fn hash_chunks(py: Python<'_>, chunks: Vec<Bound<'_, PyAny>>) -> PyResult<String> {
@@ -531,6 +546,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pixel_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
+    m.add_function(wrap_pyfunction!(same_contents, m)?)?;
     m.add_class::<LayoutCore>()?;
     m.add_class::<ImageLayout>()?;
     m.add_function(wrap_pyfunction!(resize_bicubic, m)?)?;
