@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +311,43 @@ def test_layout_refused_before_pillow_opens(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(LayoutError):
         ADAPTER.materialize(ref, store=store)
     assert opened == []
+
+
+def test_png_too_short_for_its_size_is_refused_before_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 64x64 PNG whose header claims 4000x4000: fewer bytes than deflate's best ratio allows.
+    png = encode(make_image("RGB", 64, 64, "noise", 1))
+    ihdr = b"IHDR" + struct.pack(">II", 4000, 4000) + png[24:29]
+    data = png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+    with pytest.raises(OSError, match="truncated"), Image.open(io.BytesIO(data)) as im:
+        im.load()  # Pillow fails as well, after allocating the image and decoding
+    opened: list[int] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        LAYOUT.pixel_values(data)
+    assert opened == []
+
+
+def test_truncated_jpegs_behave_as_in_pillow() -> None:
+    # libjpeg fills some truncated JPEGs instead of failing, so no length bound may refuse
+    # them: rawmm gives Pillow's pixels, or fails where Pillow fails.
+    small = encode(make_image("RGB", 16, 16, "noise", 1), "JPEG", progressive=True)
+    sof = small.index(b"\xff\xc2")
+    jpeg = encode(make_image("RGB", 300, 200, "noise", 1), "JPEG", progressive=True)
+    outcomes = set()
+    for data in (small[: sof + 5] + struct.pack(">HH", 600, 900) + small[sof + 9 :], jpeg[: len(jpeg) // 3]):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                reference = LAYOUT.pixel_values(im.convert("RGB")).pixel_values
+        except OSError:
+            outcomes.add("fails")
+            with pytest.raises(ImageDecodeError, match="truncated"):
+                LAYOUT.pixel_values(data)
+        else:
+            outcomes.add("decodes")
+            np.testing.assert_array_equal(LAYOUT.pixel_values(data).pixel_values, reference)
+    assert outcomes == {"fails", "decodes"}
 
 
 def test_pixel_cap_and_byte_cap_before_reading(tmp_path: Path) -> None:

@@ -129,15 +129,18 @@ def _png_trailing_metadata(im: Image.Image, size: int) -> None:
 
 
 def _claimed_size(data: bytes, name: str, max_pixels: int, check: Callable[[int, int], Any] | None) -> None:
-    """The pixel cap on what the header claims, before Pillow reads anything; for WebP, whose
+    """The pixel cap (and a length surely too short) on what the header claims, before Pillow
+    reads anything; for WebP, whose
     reader allocates the canvas when opening, the layout too. A header rawmm cannot read is
     left to Pillow, which then decides."""
     try:
-        ext, w, h = _core.read_header(data)
+        ext, w, h, min_bytes = _core.read_header(data)
     except ImageDecodeError:
         return
     if w * h > max_pixels:
         raise LimitExceededError(f"{name}: {w}x{h} pixels exceed the cap of {max_pixels}")
+    if len(data) < min_bytes:  # Pillow would fail too, after allocating and decoding
+        raise ImageDecodeError(f"{name}: truncated: a {w}x{h} {ext} needs at least {min_bytes} bytes")
     if check is not None and ext == "webp":
         check(w, h)
 

@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 import rawmm
-from rawmm import AssetStore, Layout, RawMMRef, RawmmError, adapter_for
+from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for
 from rawmm.pixels import DECODE_FORMATS
 from rawmm.refs import parse_raw_mm_item
 

@@ -56,6 +56,9 @@ pub struct Header {
     pub format: Format,
     pub width: u64,
     pub height: u64,
+    /// The fewest bytes any file of this format and size can hold (0 when no bound is known):
+    /// shorter data is surely truncated, and refused before a decoder allocates the image.
+    pub min_bytes: u64,
 }
 
 fn be16(d: &[u8], at: usize) -> Option<u64> {
@@ -83,7 +86,7 @@ pub fn read(data: &[u8]) -> Result<Header> {
     let format =
         Format::sniff(data).ok_or_else(|| Error::Decode("not a PNG, JPEG, WebP, GIF, BMP or TIFF image".into()))?;
     let (width, height) = match format {
-        Format::Png => png(data),
+        Format::Png => png(data).map(|(w, h, _)| (w, h)),
         Format::Jpeg => jpeg(data),
         Format::Webp => webp(data),
         Format::Gif => Some((le16(data, 6).unwrap_or(0), le16(data, 8).unwrap_or(0))).filter(|_| data.len() >= 10),
@@ -94,14 +97,28 @@ pub fn read(data: &[u8]) -> Result<Header> {
     if width == 0 || height == 0 {
         return Err(Error::Decode(format!("{} header claims an empty image ({width}x{height})", format.extension())));
     }
-    Ok(Header { format, width, height })
+    // Only PNG: Pillow decodes truncated JPEGs (libjpeg fills the rest), so no bound may refuse one.
+    let min_bytes = if format == Format::Png { png(data).map_or(0, |r| r.2) } else { 0 };
+    Ok(Header { format, width, height, min_bytes })
 }
 
-fn png(d: &[u8]) -> Option<(u64, u64)> {
+/// Size and the least data: the raw pixels (filter bytes not counted) at deflate's best ratio,
+/// 1032:1 (a 258-byte match coded in 2 bits).
+fn png(d: &[u8]) -> Option<(u64, u64, u64)> {
     if d.get(12..16)? != b"IHDR" {
         return None;
     }
-    Some((be32(d, 16)?, be32(d, 20)?))
+    let (w, h) = (be32(d, 16)?, be32(d, 20)?);
+    let channels = match *d.get(25)? {
+        0 | 3 => 1,
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => 0,
+    };
+    let bits = u128::from(*d.get(24)?) * channels;
+    let raw = u128::from(h) * u128::from(w) * bits / 8; // interlaced rows round up per pass
+    Some((w, h, u64::try_from(raw / 1032).unwrap_or(u64::MAX)))
 }
 
 fn jpeg(d: &[u8]) -> Option<(u64, u64)> {
@@ -224,6 +241,15 @@ mod tests {
         assert!(matches!(read(b"hello world"), Err(Error::Decode(_))));
         assert!(matches!(read(b"\x89PNG\r\n\x1a\n\0\0"), Err(Error::Decode(_))));
         assert!(matches!(read(b"\xff\xd8\xff\xe0\0\x10JFIF"), Err(Error::Decode(_))));
+    }
+
+    #[test]
+    fn least_bytes_of_png() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend(13376u32.to_be_bytes());
+        png.extend(13376u32.to_be_bytes());
+        png.extend([8, 2, 0, 0, 0]);
+        assert_eq!(read(&png).unwrap().min_bytes, 13376 * 13376 * 3 / 1032);
     }
 
     #[test]

@@ -446,11 +446,12 @@ fn resize_bicubic<'py>(
     Ok(PyArray1::from_vec(py, out).reshape([h_out, w_out, s[2]])?.into_any())
 }
 
-/// The size an image header claims, without decoding: `(extension, width, height)`.
+/// What an image header claims, without decoding: `(extension, width, height, min_bytes)`,
+/// `min_bytes` the least data a file of that size can hold (0: no bound known).
 #[pyfunction]
-fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64)> {
+fn read_header(py: Python<'_>, data: &[u8]) -> PyResult<(&'static str, u64, u64, u64)> {
     let h = rawmm_core::header::read(data).py_err(py)?;
-    Ok((h.format.extension(), h.width, h.height))
+    Ok((h.format.extension(), h.width, h.height, h.min_bytes))
 }
 
 /// Inputs shorter than this are hashed without releasing the GIL: the release costs more
