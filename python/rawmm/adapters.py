@@ -245,12 +245,18 @@ class Adapter:
         return payload_grid(family, payload, getattr(src, "vllm_modality", None))
 
     def materialize(
-        self, ref_or_item: Any, *, store: AssetStore, outer_hash: str | None = None
+        self,
+        ref_or_item: Any,
+        *,
+        store: AssetStore,
+        outer_hash: str | None = None,
+        fetched: Future[bytes] | None = None,
     ) -> ModelInputs:
-        """Verified bytes → decode → pixel pipeline; the grid must equal the payload's."""
+        """Verified bytes → decode → pixel pipeline; the grid must equal the payload's.
+        `fetched`: the verified bytes, already being fetched (the Materializer's prefetch)."""
         src, mm_hash = self.resolve(ref_or_item)
         grid = self.check(src)
-        data = self.fetch(src, mm_hash or outer_hash, store)
+        data = fetched.result() if fetched is not None else self.fetch(src, mm_hash or outer_hash, store)
 
         def check(w: int, h: int) -> None:
             # Either orientation here: only the decode is sure of it (a PNG's trailing eXIf).
@@ -462,6 +468,9 @@ class Materializer:
         self._inflight: dict[str, Future[ModelInputs]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rawmm-materialize")
+        # Reads are I/O (object stores: network round trips, GIL released), so a whole batch is
+        # fetched ahead of the decoders by a wider pool.
+        self._io = ThreadPoolExecutor(max(8, 4 * self.threads), thread_name_prefix="rawmm-fetch")
         self.hits = self.misses = 0
 
     @classmethod
@@ -479,6 +488,7 @@ class Materializer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._io.shutdown(wait=True)
 
     def __enter__(self) -> Materializer:
         return self
@@ -559,7 +569,10 @@ class Materializer:
                 self.hits += 1
                 return pending
             self.misses += 1
-            fut = self._pool.submit(self.adapter.materialize, parsed, store=self.store, outer_hash=mm_hash)
+            fetched = self._io.submit(self.adapter.fetch, parsed, mm_hash, self.store)
+            fut = self._pool.submit(
+                self.adapter.materialize, parsed, store=self.store, outer_hash=mm_hash, fetched=fetched
+            )
             self._inflight[key] = fut
         fut.add_done_callback(lambda f: self._finish(key, f))
         return fut

@@ -25,16 +25,16 @@ def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
     roots: list[str | os.PathLike[str]] = [*extra_roots]
     if store_dir:
         base = _capped_store(store_dir)
-        return _capped_store(store_dir, allowed_roots=[*roots, str(base.images_dir)])
+        return _capped_store(store_dir, allowed_roots=[*roots, base.location])
     if any(os.environ.get(v) for v in _LOCATION_VARS):
         base = AssetStore.from_env()
     else:
         base = _capped_store(tempfile.mkdtemp(prefix="rawmm-store-"), run_id="explicit")
-        click.echo(f"using a temporary store: {base.images_dir}", err=True)
+        click.echo(f"using a temporary store: {base.location}", err=True)
     return AssetStore(
-        base.images_dir,
+        base.location,
         images_subdir="",
-        allowed_roots=[*roots, str(base.images_dir)],
+        allowed_roots=[*roots, base.location],
         run_id=base.run_id,
         max_bytes=base.max_bytes,
         max_pixels=base.max_pixels,
@@ -89,7 +89,9 @@ def main() -> None:
 @main.command()
 @click.option("--model", required=True, help="preset name, e.g. qwen3_vl")
 @_backend_option
-@click.option("--store", "store_dir", default=None, help="run directory of the asset store")
+@click.option(
+    "--store", "store_dir", default=None, help="run directory or object-store URL (s3://bucket/prefix)"
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def describe(model: str, backend: str | None, store_dir: str | None, files: tuple[str, ...]) -> None:
     """One JSON line of Descriptor fields per file (header read and hash only)."""
@@ -143,11 +145,9 @@ def store() -> None:
 @click.option("--store", "store_dir", required=True)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def store_put(store_dir: str, files: tuple[str, ...]) -> None:
-    from .store import AssetStore
-
-    base = AssetStore(store_dir)
-    s = AssetStore(
-        store_dir, allowed_roots=[str(Path(f).resolve().parent) for f in files] + [str(base.images_dir)]
+    base = _capped_store(store_dir)
+    s = _capped_store(
+        store_dir, allowed_roots=[str(Path(f).resolve().parent) for f in files] + [base.location]
     )
     for f in files:
         a = s.put(f)
@@ -161,9 +161,10 @@ def store_put(store_dir: str, files: tuple[str, ...]) -> None:
 @store.command("verify")
 @click.option("--store", "store_dir", required=True)
 def store_verify(store_dir: str) -> None:
+    from ._uris import is_object_uri
     from .store import AssetStore
 
-    if not Path(store_dir).is_dir():
+    if not is_object_uri(store_dir) and not Path(store_dir).is_dir():
         raise click.ClickException(f"no asset store at {store_dir}")
     problems = AssetStore(store_dir).verify()
     for p in problems:

@@ -84,7 +84,7 @@ def pixel_fingerprint(image: Any) -> str:
     from .pixels import decode
 
     if isinstance(image, np.ndarray):
-        from .store import array_to_image
+        from ._ingress import array_to_image
 
         image = array_to_image(image)
     elif not isinstance(image, Image.Image):

@@ -6,15 +6,14 @@ import base64
 import binascii
 import json
 import math
-import os
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote_from_bytes, unquote, urlsplit
 
+from ._ingress import decode_data_url
+from ._uris import uri_basename
 from .errors import LayoutError, LimitExceededError, RefFormatError, show
 
 __all__ = [
@@ -132,27 +131,6 @@ def _check(name: str, value: Any, pattern: re.Pattern[str]) -> str:
     return value
 
 
-def check_file_uri(uri: Any) -> str:
-    """`file://` with an empty or localhost host, an absolute path, no query, fragment or NUL
-    (refs.md §6 rule 3; containment is checked by the store). Returns the decoded path."""
-    if not isinstance(uri, str) or not uri.startswith("file://"):
-        raise RefFormatError(f"not a file:// URI: {uri!r}")
-    try:
-        parts = urlsplit(uri)
-    except ValueError as e:  # "[" netlocs, netlocs NFKC would change
-        raise RefFormatError(f"malformed file:// URI {uri!r}: {e}") from None
-    path = unquote(parts.path)
-    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or "?" in uri or "#" in uri:
-        raise RefFormatError(f"file:// URI must have no host, query or fragment: {uri!r}")
-    if not path.startswith("/") or "\0" in path:
-        raise RefFormatError(f"file:// URI must hold an absolute path: {uri!r}")
-    return path
-
-
-def uri_basename(uri: str) -> str:
-    return posixpath.basename(check_file_uri(uri))
-
-
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
@@ -254,8 +232,6 @@ class RawMMRef:
                 )
             values["raw_image_uri"] = raw_image_uri
         if raw_image_data is not None:
-            from .store import decode_data_url
-
             decode_data_url(raw_image_data, max_bytes=64 << 20)
             values["raw_image_data"] = raw_image_data
         if raw_image_id is None and raw_image_uri is None and raw_image_data is None:
@@ -634,8 +610,3 @@ def payload_grid(
 def descriptor_only(item: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of an envelope without the ref keys (and without any pixel_values)."""
     return {k: v for k, v in item.items() if k not in _REF_KEYS and k != "pixel_values"}
-
-
-def file_uri(path: str | os.PathLike[str]) -> str:
-    """Percent-encoded `file://` URI of an absolute path (as `Path.as_uri`)."""
-    return "file://" + quote_from_bytes(os.fsencode(os.path.abspath(path)))

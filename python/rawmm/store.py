@@ -1,25 +1,18 @@
 """The content-addressed asset store (refs.md §2, §6).
 
 Every image is stored once as its exact bytes under `<mm_hash><ext>`; writes are atomic and
-idempotent, every read is verified. File-system access goes through `LocalBackend`, the one
-small interface a remote object-store backend would implement.
+idempotent, every read is verified. The store's logic (naming, verification, caps, containment,
+the read-through cache) is written once here, over the one `Backend` interface that both the
+local directory (`_local.py`) and object storage (`_objects.py`) implement.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import errno
 import os
 import posixpath
 import re
-import secrets
-import stat
-import threading
-import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,8 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from . import _core
-from ._files import descriptor_path, open_error, read_regular
+from ._cache import ReadCache
+from ._files import read_regular
+from ._ingress import array_to_image, decode_data_url, encode_png, extension_of
+from ._local import TEMP_MAX_AGE_S, LocalBackend
+from ._uris import check_file_uri, is_object_uri, split_object_uri
 from .errors import (
     AssetNotFoundError,
     ImageDecodeError,
@@ -39,264 +35,41 @@ from .errors import (
     show,
 )
 from .hashing import fingerprint_bytes, verify
-from .refs import check_file_uri, file_uri, normalize_run_id
+from .refs import normalize_run_id
 
-__all__ = ["Asset", "AssetStore", "LocalBackend", "decode_data_url"]
+__all__ = ["Asset", "AssetStore", "Backend", "LocalBackend", "decode_data_url"]
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_MAX_PIXELS = 178_956_970
 EXTENSIONS = ("png", "jpg", "webp", "gif", "bmp", "tiff", "img")
 _READ_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
 _RAWMM_ID = re.compile(r"([0-9a-f]{64})\.(png|jpg|webp|gif|bmp|tiff|img)")
-_DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,")
-_TEMP = re.compile(r"\..+\.tmp")
-
-
-def extension_of(data: bytes) -> str:
-    """From the leading bytes only (refs.md §2.3)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if data.startswith(b"BM"):
-        return "bmp"
-    if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
-        return "tiff"
-    return "img"
-
-
-def decode_data_url(url: str, *, max_bytes: int) -> bytes:
-    """`data:image/<subtype>;base64,<data>` only; the encoded length is capped before decoding."""
-    match = _DATA_URL.match(url)
-    if not match:
-        raise RefFormatError("only data:image/<subtype>;base64,<data> URLs are accepted")
-    encoded = url[match.end() :]
-    if len(encoded) > 4 * -(-max_bytes // 3):
-        raise LimitExceededError(f"data: URL longer than the {max_bytes}-byte cap allows")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as e:  # ValueError: characters outside ASCII
-        raise RefFormatError(f"data: URL is not standard base64: {e}") from None
-
-
-def array_to_image(arr: np.ndarray) -> Image.Image:
-    """uint8 HxW(x1) → L, x2 → LA, x3 → RGB, x4 → RGBA; uint16 HxW → I;16 (refs.md §2.4)."""
-    if arr.dtype == np.uint16 and arr.ndim == 2:
-        a = np.ascontiguousarray(arr, dtype="<u2")
-        return Image.frombytes("I;16", (a.shape[1], a.shape[0]), a.tobytes())
-    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and not 1 <= arr.shape[2] <= 4):
-        raise ImageDecodeError(f"cannot store an array of dtype {arr.dtype} and shape {arr.shape}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    mode = "L" if arr.ndim == 2 else {2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
-    return Image.fromarray(np.ascontiguousarray(arr), mode)
-
-
-_CONVERT = {"RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "PA": "RGBA", "CMYK": "RGB", "I": "RGB", "F": "RGB"}
-
-
-def encode_png(im: Image.Image) -> bytes:
-    """Lossless PNG of an in-memory image with rawmm's pinned Rust encoder (refs.md §2.4)."""
-    if im.mode.startswith("I;16") and im.mode != "I;16":
-        im = im.convert("I;16")
-    elif im.mode in _CONVERT:
-        im = im.convert(_CONVERT[im.mode])
-    elif im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
-        raise ImageDecodeError(f"cannot store mode {im.mode!r}")
-    w, h = im.size
-    if w == 0 or h == 0:
-        raise ImageDecodeError("cannot store an empty image")
-    palette = trns = None
-    key = im.info.get("transparency")
-    if im.mode == "1":
-        data = im.tobytes("raw", "1")
-    elif im.mode == "I;16":
-        data = np.asarray(im).astype(">u2").tobytes()
-    else:
-        data = im.tobytes()
-    if im.mode == "P":
-        palette = bytes(im.getpalette("RGB") or [])
-        if isinstance(key, bytes):
-            trns = key
-        elif isinstance(key, int):
-            trns = bytes([255] * key + [0])
-    elif im.mode == "L" and isinstance(key, int):
-        trns = key.to_bytes(2, "big")
-    elif im.mode == "RGB" and isinstance(key, tuple):
-        trns = b"".join(int(v).to_bytes(2, "big") for v in key)
-    return _core.encode_png(im.mode, w, h, data, palette, trns)
 
 
 @dataclass(frozen=True, slots=True)
 class Asset:
+    """A stored asset; `path` is None in object storage."""
+
     asset_id: str
     mm_hash: str
     uri: str
-    path: Path
+    path: Path | None
     size: int
 
 
 class Backend(Protocol):
-    """Storage access for one images directory; names are already validated."""
+    """Where asset bytes live. Names are already validated asset ids."""
 
+    location: str  # the images directory, or the object prefix's URL
+
+    def uri(self, name: str) -> str: ...
+    def path(self, name: str) -> Path | None: ...
     def read(self, name: str, max_bytes: int) -> bytes: ...
-    def write(self, name: str, data: bytes, mm_hash: str) -> None: ...
-    def names(self) -> Iterator[str]: ...
+    def read_uri(self, uri: str, max_bytes: int, roots: Sequence[str]) -> bytes: ...
+    def size(self, name: str) -> int | None: ...
+    def write(self, name: str, data: bytes) -> None: ...
+    def entries(self) -> Iterator[tuple[str, str | None]]: ...
     def sweep(self, older_than_s: float) -> int: ...
-
-
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-#: Temp files older than this are orphans of killed writers (a live write takes seconds).
-TEMP_MAX_AGE_S = 3600.0
-#: How often writes sweep orphans as part of normal operation.
-_SWEEP_EVERY_S = 600.0
-
-
-def _write_error(e: OSError, name: str) -> RawmmError:
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return UnsafePathError(f"no permission to write asset {name}: {e.strerror}", name)
-    return RawmmError(f"cannot write asset {name}: {e.strerror or e}")
-
-
-class LocalBackend:
-    """Assets as read-only files in one directory, written by atomic rename. Writes go through
-    a descriptor of the directory checked to be the store's own, and reads check the descriptor
-    of the file opened, so replacing the directory (or an asset) by a symlink later cannot
-    redirect a read or a write."""
-
-    def __init__(self, images_dir: Path) -> None:
-        self.images_dir = images_dir
-        self._last_sweep = 0.0
-
-    def _dir_fd(self, create: bool) -> int:
-        where = str(self.images_dir)
-        try:
-            try:
-                fd = os.open(where, _DIR_FLAGS)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:  # the directory is created on the first write, never on a read
-                    self.images_dir.mkdir(parents=True, exist_ok=True)
-                except OSError as e:
-                    raise _write_error(e, where) from None
-                fd = os.open(where, _DIR_FLAGS)
-        except OSError as e:
-            if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
-                raise UnsafePathError("the store directory is not a directory", where) from None
-            raise open_error(e, where) from None
-        if descriptor_path(fd, where) != where:
-            os.close(fd)
-            raise UnsafePathError("the store directory was replaced", where)
-        return fd
-
-    def read(self, name: str, max_bytes: int) -> bytes:
-        # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the
-        # containment is checked on the descriptor opened.
-        where = str(self.images_dir)
-        return read_regular(os.path.join(where, name), max_bytes, [where])
-
-    def write(self, name: str, data: bytes, mm_hash: str) -> None:
-        dfd = self._dir_fd(create=True)
-        try:
-            if not self._existing_valid(dfd, name, data):
-                self._write_new(dfd, name, data)
-            now = time.monotonic()
-            if not self._last_sweep or now - self._last_sweep > _SWEEP_EVERY_S:
-                self._last_sweep = now
-                self._sweep(dfd, TEMP_MAX_AGE_S)
-        finally:
-            os.close(dfd)
-
-    def _existing_valid(self, dfd: int, name: str, data: bytes) -> bool:
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        except OSError as e:
-            raise open_error(e, name) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafePathError("existing asset is not a regular file", name)
-        if st.st_size != len(data):
-            return False
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-        except OSError:
-            return False  # unreadable: replaced atomically
-        try:
-            # `data` hashes to the name, so equal bytes are a verified copy (cheaper than hashing).
-            if not _core.same_contents(fd, data):
-                return False  # corrupt: replaced atomically
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        # The mtime feeds external TTL sweepers; best effort, since another user's asset or a
-        # read-only store still holds a valid asset.
-        with contextlib.suppress(OSError):
-            os.utime(name, dir_fd=dfd, follow_symlinks=False)
-        return True
-
-    def _write_new(self, dfd: int, name: str, data: bytes) -> None:
-        tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(tmp, flags, 0o444, dir_fd=dfd)
-        except OSError as e:
-            raise _write_error(e, name) from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except BaseException as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dfd)
-            if isinstance(e, OSError):
-                raise _write_error(e, name) from None
-            raise
-        with contextlib.suppress(OSError):  # best effort: make the rename durable
-            os.fsync(dfd)
-
-    def names(self) -> Iterator[str]:
-        try:
-            yield from sorted(os.listdir(self.images_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-
-    def sweep(self, older_than_s: float) -> int:
-        try:
-            dfd = self._dir_fd(create=False)
-        except AssetNotFoundError:
-            return 0
-        try:
-            return self._sweep(dfd, older_than_s)
-        finally:
-            os.close(dfd)
-
-    def _sweep(self, dfd: int, older_than_s: float) -> int:
-        """Removes regular temp files unmodified for `older_than_s`: a writer renames or unlinks
-        its temp within seconds, so only orphans of killed writers get that old."""
-        removed = 0
-        now = time.time()
-        for name in os.listdir(dfd):
-            if not _TEMP.fullmatch(name):
-                continue
-            try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than_s:
-                    os.unlink(name, dir_fd=dfd)
-                    removed += 1
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                raise _write_error(e, name) from None
-        return removed
 
 
 class AssetStore:
@@ -313,20 +86,53 @@ class AssetStore:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         allow_http: bool = False,
         run_id: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int = 8 << 30,
     ) -> None:
-        root_path = Path(os.path.realpath(root))
-        self.images_dir = Path(os.path.realpath(root_path / images_subdir)) if images_subdir else root_path
-        self.allowed_roots = [Path(os.path.realpath(r)) for r in (allowed_roots or [self.images_dir])]
-        self._roots = [str(r) for r in self.allowed_roots]
+        """`root`: a directory or an object-store URL (`s3://bucket/prefix`, `gs://`, `az://`).
+        `storage_options`: obstore's option keys for object stores (the standard environment
+        supplies the rest). `cache_dir`: a local read-through cache of verified object-store
+        assets, LRU-bounded to `cache_bytes`."""
+        self.backend: Backend
+        if isinstance(root, str) and is_object_uri(root):
+            from ._objects import ObjectBackend
+
+            url = root.rstrip("/") + (f"/{images_subdir.strip('/')}" if images_subdir else "")
+            self.backend = ObjectBackend(url, storage_options)
+        else:
+            if storage_options:
+                raise RawmmError("storage_options apply to object-store URLs only")
+            root_path = Path(os.path.realpath(root))
+            images_dir = Path(os.path.realpath(root_path / images_subdir)) if images_subdir else root_path
+            self.backend = LocalBackend(images_dir)
+        # Roots may mix local directories (sources, file:// refs) and object-store URIs.
+        roots = list(allowed_roots) if allowed_roots else [self.backend.location]
+        self._object_roots = [str(r).rstrip("/") for r in roots if is_object_uri(r)]
+        for r in self._object_roots:
+            split_object_uri(r)
+        self._roots = [os.path.realpath(r) for r in roots if not is_object_uri(r)]
+        self.allowed_roots: list[Path | str] = [*map(Path, self._roots), *self._object_roots]
+        self.location = self.backend.location
         self.max_bytes = int(max_bytes)
         self.max_pixels = int(max_pixels)
         self.allow_http = allow_http
         self.run_id = None if run_id is None else normalize_run_id(run_id)
-        self.backend: Backend = LocalBackend(self.images_dir)
-        self._dir = str(self.images_dir)
+        self.cache = None if cache_dir is None else ReadCache(Path(cache_dir), int(cache_bytes))
+
+    @property
+    def images_dir(self) -> Path:
+        """The local images directory (object stores have none: see `location`)."""
+        if not isinstance(self.backend, LocalBackend):
+            raise RawmmError(f"{self.location} is an object store; it has no local directory")
+        return self.backend.images_dir
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.backend, LocalBackend)
 
     def __repr__(self) -> str:
-        return f"AssetStore({str(self.images_dir)!r})"
+        return f"AssetStore({self.location!r})"
 
     @staticmethod
     def env_caps() -> dict[str, int]:
@@ -351,10 +157,10 @@ class AssetStore:
         rid = run_id or env.get("RUN_ID")
         if offload:
             m = re.search(r"run_([A-Za-z0-9_.-]+)/assets/images/?$", offload)
-            ref_run = rid or (Path(run_dir).name if run_dir else None) or (m.group(1) if m else "explicit")
+            ref_run = rid or (_basename(run_dir) if run_dir else None) or (m.group(1) if m else "explicit")
             return cls(offload, images_subdir="", run_id=ref_run, **options)
         if run_dir:
-            return cls(run_dir, run_id=rid or Path(run_dir).name, **options)
+            return cls(run_dir, run_id=rid or _basename(run_dir), **options)
         if rid:
             norm = normalize_run_id(rid)
             return cls(f"/data/outputs/run_{norm}", run_id=norm, **options)
@@ -370,7 +176,9 @@ class AssetStore:
         data = self.source_bytes(source)
         mm_hash = fingerprint_bytes(data)
         name = f"{mm_hash}.{extension_of(data)}"
-        self.backend.write(name, data, mm_hash)
+        self.backend.write(name, data)
+        if self.cache is not None:
+            self.cache.put(name, data)
         return self._asset(name, mm_hash, len(data))
 
     def source_bytes(self, source: Any) -> bytes:
@@ -415,30 +223,56 @@ class AssetStore:
         return os.fspath(path_or_uri)
 
     def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
-        """The bytes of a regular file under the allowed roots, read once, capped. The roots
-        are checked on the file actually opened, so a symlink swapped in after any earlier
-        check cannot slip through."""
+        """The bytes of a source: a local file under the allowed roots (checked on the file
+        actually opened, so a symlink swapped in after any check cannot slip through), or an
+        object URI under them."""
+        if is_object_uri(path_or_uri):
+            return self.backend.read_uri(str(path_or_uri), self.max_bytes, self._object_roots)
         return read_regular(self._path_of(path_or_uri), self.max_bytes, self._roots)
 
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
-        """Verified bytes of an asset id or a `file://` URI under the allowed roots."""
+        """Verified bytes of an asset id, or of a `file://` / object URI under the allowed
+        roots. Object-store reads go through the read-through cache when there is one."""
         if not isinstance(asset_id_or_uri, str):
             raise UnsafePathError(f"not an asset id or URI: {show(asset_id_or_uri)}")
-        if asset_id_or_uri.startswith("file://"):
-            path = self._path_of(asset_id_or_uri)
-            name = posixpath.basename(path)
-            data = read_regular(path, self.max_bytes, self._roots)
-        else:
-            name = asset_id_or_uri
-            if not _READ_ID.fullmatch(name):
-                raise UnsafePathError(f"invalid asset id {name!r}", name)
-            data = self.backend.read(name, self.max_bytes)
-        if expected_hash is None:
-            match = _RAWMM_ID.fullmatch(name)
-            if match is None:
-                raise RefFormatError(f"{name!r} is not a rawmm asset id; pass expected_hash to verify it")
+        name = asset_id_or_uri
+        if "://" in name:
+            if name.startswith("file://"):
+                name = posixpath.basename(self._path_of(name))
+            else:
+                try:
+                    name = posixpath.basename(split_object_uri(name)[2])
+                except RefFormatError as e:
+                    raise UnsafePathError(str(e), asset_id_or_uri) from None
+        elif not _READ_ID.fullmatch(name):
+            raise UnsafePathError(f"invalid asset id {name!r}", name)
+        if expected_hash is None and (match := _RAWMM_ID.fullmatch(name)) is not None:
             expected_hash = match.group(1)
+        if expected_hash is not None and (hit := self._cached(name, expected_hash)) is not None:
+            return hit
+        if name == asset_id_or_uri:
+            data = self.backend.read(name, self.max_bytes)
+        else:
+            data = self.read_allowed(asset_id_or_uri)
+        if expected_hash is None:  # after the containment checks, which come first
+            raise RefFormatError(f"{name!r} is not a rawmm asset id; pass expected_hash to verify it")
         verify(data, expected_hash)
+        if self.cache is not None:
+            self.cache.put(name, data)
+        return data
+
+    def _cached(self, name: str, expected_hash: str) -> bytes | None:
+        """A cache hit, verified like every read (a corrupt cache entry is dropped)."""
+        if self.cache is None:
+            return None
+        data = self.cache.get(name, self.max_bytes)
+        if data is None:
+            return None
+        try:
+            verify(data, expected_hash)
+        except RawmmError:
+            self.cache.drop(name)
+            return None
         return data
 
     def find(self, mm_hash: str) -> Asset | None:
@@ -447,60 +281,49 @@ class AssetStore:
             return None
         for ext in EXTENSIONS:
             name = f"{mm_hash}.{ext}"
-            try:
-                st = os.stat(self.images_dir / name)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                return self._asset(name, mm_hash, st.st_size)
+            size = self.backend.size(name)
+            if size is not None:
+                return self._asset(name, mm_hash, size)
         return None
 
     def _asset(self, name: str, mm_hash: str, size: int) -> Asset:
-        path = os.path.join(self._dir, name)
-        return Asset(asset_id=name, mm_hash=mm_hash, uri=file_uri(path), path=Path(path), size=size)
+        uri, path = self.backend.uri(name), self.backend.path(name)
+        return Asset(asset_id=name, mm_hash=mm_hash, uri=uri, path=path, size=size)
 
     # -- maintenance -----------------------------------------------------------------------
 
     def verify(self) -> list[str]:
         """One message per problem found; empty when healthy. Entries that vanish meanwhile
-        (writers' temp files) are skipped; unreadable files are reported."""
-        if not self.images_dir.is_dir() and os.path.lexists(self.images_dir):
-            return [f"{self.images_dir}: not a directory"]
+        (writers' temp files) are skipped; unreadable ones are reported."""
+        if self.is_local and not self.images_dir.is_dir() and os.path.lexists(self.images_dir):
+            return [f"{self.location}: not a directory"]
         problems = []
-        now = time.time()
-        for name in self.backend.names():
-            path = self.images_dir / name
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+        for name, problem in self.backend.entries():
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
                 continue
-            except OSError as e:
-                problems.append(f"{name}: cannot stat: {e.strerror}")
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                problems.append(f"{name}: symlink")
-            elif not stat.S_ISREG(st.st_mode):
-                problems.append(f"{name}: not a regular file")
-            elif _TEMP.fullmatch(name):
-                if now - st.st_mtime > TEMP_MAX_AGE_S:
-                    problems.append(f"{name}: orphaned temp file")
-            elif (match := _RAWMM_ID.fullmatch(name)) is None:
+            match = _RAWMM_ID.fullmatch(name)
+            if match is None:
                 problems.append(f"{name}: foreign name, cannot verify")
-            else:
-                try:
-                    data = read_regular(path, max(self.max_bytes, st.st_size), [self.images_dir])
-                except AssetNotFoundError:
-                    continue
-                except RawmmError as e:
-                    problems.append(f"{name}: {e}")
-                    continue
-                if fingerprint_bytes(data) != match.group(1):
-                    problems.append(f"{name}: content does not match its hash")
-                elif extension_of(data) != match.group(2):
-                    problems.append(f"{name}: extension does not match its content")
+                continue
+            try:
+                data = self.backend.read(name, 1 << 62)  # the cap guards reads, not the audit
+            except AssetNotFoundError:
+                continue
+            except RawmmError as e:
+                problems.append(f"{name}: {e}")
+                continue
+            if fingerprint_bytes(data) != match.group(1):
+                problems.append(f"{name}: content does not match its hash")
+            elif extension_of(data) != match.group(2):
+                problems.append(f"{name}: extension does not match its content")
         return problems
 
     def sweep_temp(self, older_than_s: float = TEMP_MAX_AGE_S) -> int:
-        """Removes orphaned temp files of interrupted writes; returns how many. Writes also do
-        this on their own every few minutes."""
+        """Removes orphaned temp files of interrupted local writes; returns how many. Writes
+        also do this on their own every few minutes. Object stores have none."""
         return self.backend.sweep(older_than_s)
+
+
+def _basename(location: str) -> str:
+    return posixpath.basename(location.rstrip("/"))
