@@ -5,10 +5,13 @@ escapes, the read-through cache, and a three-process run that shares nothing but
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,17 +19,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from images import encode, make_image
 from rawmm import (
     AssetNotFoundError,
     AssetStore,
+    ImageDecodeError,
     IntegrityError,
     Layout,
     LimitExceededError,
     Materializer,
     RawmmError,
     RawMMRef,
+    RefFormatError,
     UnsafePathError,
     adapter_for,
 )
@@ -164,6 +170,46 @@ def test_byte_cap_on_read(make_store: StoreFactory) -> None:
         make_store(max_bytes=len(data) - 1).read(a.asset_id)
 
 
+def test_sources_and_caps(make_store: StoreFactory) -> None:
+    store = make_store()
+    png = _images(1)[0]
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert store.put(data_url) == store.put(png)
+    for mode in ("1", "L", "LA", "P", "I;16", "CMYK", "RGBA"):
+        im = make_image(mode, 5, 4, "noise", 3)
+        assert Image.open(io.BytesIO(store.read(store.put(im).asset_id))).size == (5, 4), mode
+    for bad in (Image.new("HSV", (2, 2)), np.zeros((2, 2, 5), np.uint8), 3.5):
+        with pytest.raises(ImageDecodeError):
+            store.put(bad)
+    for bad in ("data:text/plain;base64,aGk=", "data:image/png;base64,@@@@"):
+        with pytest.raises(RefFormatError):
+            store.put(bad)
+    with pytest.raises(UnsafePathError):
+        store.put("https://example.com/a.png")
+    with pytest.raises(LimitExceededError):
+        make_store(max_bytes=100).put(b"x" * 101)
+
+
+def test_concurrent_writers_and_readers(make_store: StoreFactory) -> None:
+    store = make_store()
+    data = _images(6, seed=21)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for d in data[i % 3 :] + data[: i % 3]:
+                assert store.read(store.put(d).asset_id) == d
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and store.verify() == []
+
+
 def test_describe_and_materialize_across_instances(make_store: StoreFactory) -> None:
     writer, reader = make_store(run_id="r"), make_store()
     data = _images(4)
@@ -230,6 +276,10 @@ def test_errors_are_typed(s3: S3) -> None:
         AssetStore(f"s3://{s3.bucket()}/run", storage_options=unreachable).put(_images(1)[0])
     with pytest.raises(RawmmError):
         AssetStore("s3://b/run", storage_options={"no_such_option": "x"})
+    with pytest.raises(RawmmError, match="object stores"):
+        AssetStore("/tmp/rawmm-local", cache_dir="/tmp/rawmm-cache")
+    with pytest.raises(RawmmError, match="object-store URLs"):
+        AssetStore("/tmp/rawmm-local", storage_options={"region": "x"})
 
 
 _PUT_CHILD = """

@@ -118,6 +118,8 @@ class AssetStore:
         self.max_pixels = int(max_pixels)
         self.allow_http = allow_http
         self.run_id = None if run_id is None else normalize_run_id(run_id)
+        if cache_dir is not None and self.is_local:
+            raise RawmmError("cache_dir is a read-through cache for object stores; this store is local")
         self.cache = None if cache_dir is None else ReadCache(Path(cache_dir), int(cache_bytes))
 
     @property
