@@ -107,6 +107,7 @@ class LayoutCore:
         *,
         bfloat16: bool = False,
         threads: int | None = None,
+        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
     def frames_pixel_values(
         self,

@@ -251,9 +251,11 @@ class Adapter:
         store: AssetStore,
         outer_hash: str | None = None,
         fetched: Future[bytes] | None = None,
+        out: np.ndarray | None = None,
     ) -> ModelInputs:
         """Verified bytes → decode → pixel pipeline; the grid must equal the payload's.
-        `fetched`: the verified bytes, already being fetched (the Materializer's prefetch)."""
+        `fetched`: the verified bytes, already being fetched (the Materializer's prefetch).
+        `out`: the caller's array for the pixels (see `Layout.pixel_values`)."""
         src, mm_hash = self.resolve(ref_or_item)
         grid = self.check(src)
         data = fetched.result() if fetched is not None else self.fetch(src, mm_hash or outer_hash, store)
@@ -271,10 +273,10 @@ class Adapter:
             check=check,
         )
         composite = self.layout.knobs["alpha_policy"] == "composite_white"
-        out = core_pixel_values(self.layout, [to_array(im, exif=False, composite=composite)])
-        if tuple(int(v) for v in out.grid_thw[0]) != grid:
-            raise LayoutError(f"image grid {out.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
-        return ModelInputs(out.pixel_values, out.grid_thw, self.grid_key)
+        pv = core_pixel_values(self.layout, [to_array(im, exif=False, composite=composite)], out=out)
+        if tuple(int(v) for v in pv.grid_thw[0]) != grid:
+            raise LayoutError(f"image grid {pv.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
+        return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)
 
     @property
     def grid_key(self) -> str:
@@ -496,8 +498,9 @@ class Materializer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _text_and_meta(self, src: Any) -> tuple[str, Any, str, str, int]:
-        """(ref text as received, parsed source, feature modality, mm_hash, placeholder length)."""
+    def _text_and_meta(self, src: Any) -> tuple[str, Any, str, str, int, tuple[int, int, int]]:
+        """(ref text as received, parsed source, feature modality, mm_hash, placeholder length,
+        grid)."""
         if isinstance(src, str):
             text = src
         elif isinstance(src, RawMMRef):
@@ -521,26 +524,31 @@ class Materializer:
                 raise RefFormatError("an envelope's asset id must have a 64-hex stem to be verified")
             mm_hash = stem
         assert mm_hash is not None
-        return text, parsed, fm, mm_hash, self.adapter.placeholder_length(grid)
+        return text, parsed, fm, mm_hash, self.adapter.placeholder_length(grid), grid
 
     def materialize(
-        self, refs: Sequence[Any], *, outer: Sequence[tuple[str, str, int]] | None = None
+        self,
+        refs: Sequence[Any],
+        *,
+        outer: Sequence[tuple[str, str, int]] | None = None,
+        out: np.ndarray | None = None,
     ) -> ModelInputs:
+        """The batch's pixels in one array, each image written straight into its rows (no
+        concatenation pass): a fresh array, or `out` (C-contiguous float32 of the batch's
+        shape), e.g. a reused pinned buffer."""
         if isinstance(refs, str | bytes | Mapping | RawMMRef) or not isinstance(refs, Sequence):
             raise RefFormatError(f"refs must be a list, got {type(refs).__name__}")
         if not refs:
             raise RefFormatError("no refs to materialize")
         if outer is not None and (not isinstance(outer, Sequence) or len(outer) != len(refs)):
             raise RefFormatError("outer must be a list parallel to refs")
-        jobs = []
+        planned = []
         for i, src in enumerate(refs):
-            text, parsed, fm, mm_hash, length = self._text_and_meta(src)
+            text, parsed, fm, mm_hash, length, grid = self._text_and_meta(src)
             if outer is not None:
                 entry = outer[i]
                 if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 3:
-                    raise RefFormatError(
-                        f"outer[{i}] must be (feature_modality, mm_hash, placeholder_length)"
-                    )
+                    raise RefFormatError(f"outer[{i}] must be (modality, mm_hash, placeholder_length)")
                 o_fm, o_hash, o_len = entry
                 if o_fm != fm:
                     raise RefFormatError(f"ref {i}: modality {fm!r} differs from the outer {show(o_fm)}")
@@ -549,13 +557,40 @@ class Materializer:
                 if o_len != length:
                     raise LayoutError(f"ref {i}: placeholder length {o_len} differs from the ref's {length}")
             key = cache_key(text, fm, mm_hash, length, self.processor_id, self.adapter.layout.fingerprint)
-            jobs.append(self._get(key, parsed, mm_hash))
-        results = [f.result() for f in jobs]
-        values = np.concatenate([r.pixel_values for r in results])
-        grids = np.concatenate([r.grid_thw for r in results])
-        return ModelInputs(values, grids, self.adapter.grid_key)
+            planned.append((key, parsed, mm_hash, grid))
+        rows = [g[0] * g[1] * g[2] for *_, g in planned]
+        dest = self._destination(sum(rows), out)
+        jobs = []
+        start = 0
+        for (key, parsed, mm_hash, _), n in zip(planned, rows, strict=True):
+            view = dest[start : start + n]
+            jobs.append((view, self._get(key, parsed, mm_hash, view)))
+            start += n
+        grids = []
+        for view, fut in jobs:
+            result = fut.result()
+            if result.pixel_values is not view:  # a cache hit or another request's result
+                np.copyto(view, result.pixel_values)
+            grids.append(result.grid_thw)
+        return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)
 
-    def _get(self, key: str, parsed: Any, mm_hash: str) -> Future[ModelInputs]:
+    def _destination(self, rows: int, out: np.ndarray | None) -> np.ndarray:
+        layout = self.adapter.layout
+        p = layout.knobs["patch_size"]
+        if layout.family == "kimi_k25":
+            shape: tuple[int, ...] = (rows, 3, p, p)
+        else:
+            shape = (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
+        if out is None:
+            return np.empty(shape, np.float32)
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
+            got = (getattr(out, "dtype", type(out).__name__), getattr(out, "shape", None))
+            raise LayoutError(f"out must be a float32 array of shape {shape}, got {got}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise LayoutError("out must be C-contiguous and writable")
+        return out
+
+    def _get(self, key: str, parsed: Any, mm_hash: str, view: np.ndarray) -> Future[ModelInputs]:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -571,7 +606,12 @@ class Materializer:
             self.misses += 1
             fetched = self._io.submit(self.adapter.fetch, parsed, mm_hash, self.store)
             fut = self._pool.submit(
-                self.adapter.materialize, parsed, store=self.store, outer_hash=mm_hash, fetched=fetched
+                self.adapter.materialize,
+                parsed,
+                store=self.store,
+                outer_hash=mm_hash,
+                fetched=fetched,
+                out=view,
             )
             self._inflight[key] = fut
         fut.add_done_callback(lambda f: self._finish(key, f))
@@ -586,6 +626,8 @@ class Materializer:
             size = result.pixel_values.nbytes
             if size > self.cache_bytes:
                 return
+            # The result lives in the caller's batch array, which the caller may reuse: cache a copy.
+            result = ModelInputs(result.pixel_values.copy(), result.grid_thw, result.grid_key)
             self._cache[key] = result
             self._cached_bytes += size
             while self._cached_bytes > self.cache_bytes:

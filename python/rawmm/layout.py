@@ -339,9 +339,13 @@ class Layout:
         *,
         dtype: str = "float32",
         threads: int | None = None,
+        out: np.ndarray | None = None,
     ) -> PixelValues:
-        """`pixel_values` bit-identical to the reference processor (pixels.md)."""
-        return pixel_values(self, images, dtype=dtype, threads=threads)
+        """`pixel_values` bit-identical to the reference processor (pixels.md). `out`: a
+        C-contiguous writable array of exactly the result's shape and dtype (bfloat16: uint16
+        or ml_dtypes.bfloat16), written in place and returned, so a trainer can reuse one
+        (pinned) buffer: no fresh pages, no copy."""
+        return pixel_values(self, images, dtype=dtype, threads=threads, out=out)
 
     def video_pixel_values(
         self,

@@ -23,7 +23,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from . import _core
 from ._files import read_regular
-from .errors import ImageDecodeError, LimitExceededError, RawmmError
+from .errors import ImageDecodeError, LayoutError, LimitExceededError, RawmmError
 
 if TYPE_CHECKING:
     from .layout import Layout
@@ -308,6 +308,7 @@ def pixel_values(
     *,
     dtype: str = "float32",
     threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> PixelValues:
     """See `Layout.pixel_values`."""
     _check_options(dtype, threads)
@@ -330,7 +331,7 @@ def pixel_values(
             arrays = list(ex.map(load, items))
     else:
         arrays = [load(x) for x in items]
-    return core_pixel_values(layout, arrays, dtype=dtype, threads=threads)
+    return core_pixel_values(layout, arrays, dtype=dtype, threads=threads, out=out)
 
 
 def _check_options(dtype: str, threads: int | None) -> None:
@@ -341,12 +342,24 @@ def _check_options(dtype: str, threads: int | None) -> None:
 
 
 def core_pixel_values(
-    layout: Layout, images: list[CoreImage], *, dtype: str = "float32", threads: int | None = None
+    layout: Layout,
+    images: list[CoreImage],
+    *,
+    dtype: str = "float32",
+    threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> PixelValues:
-    """The Rust pipeline on already-loaded pixels (GIL released inside)."""
+    """The Rust pipeline on already-loaded pixels (GIL released inside), into `out` if given."""
     _check_options(dtype, threads)
-    values, grid, tokens = layout._core.pixel_values(images, bfloat16=dtype == "bfloat16", threads=threads)
-    return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)
+    bf16 = dtype == "bfloat16"
+    target = None
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise LayoutError(f"out must be a numpy array, got {type(out).__name__}")
+        # bfloat16 arrays (ml_dtypes) are written through their uint16 bits.
+        target = out.view(np.uint16) if bf16 and out.dtype.itemsize == 2 and out.dtype.kind == "V" else out
+    values, grid, tokens = layout._core.pixel_values(images, bfloat16=bf16, threads=threads, out=target)
+    return PixelValues(pixel_values=values if out is None else out, grid_thw=grid, num_tokens=tokens)
 
 
 def resize_bicubic(

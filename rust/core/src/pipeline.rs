@@ -75,6 +75,36 @@ impl Knobs {
     /// Processes `images` independently and concatenates them in order. `threads`: None = the
     /// global rayon pool (all cores), Some(1) = this thread only, Some(n) = a cached n-thread pool.
     pub fn pixel_values<T: Element>(&self, images: &[Decoded], threads: Option<usize>) -> Result<PixelValues<T>> {
+        let (layouts, lens) = self.batch_layouts(images)?;
+        let total: usize = lens.iter().sum();
+        let mut values = crate::mem::with_capacity(total);
+        self.pack_batch(images, &layouts, &lens, &mut values.spare_capacity_mut()[..total], threads)?;
+        // SAFETY: `pack_batch` initialised every element of `0..total`.
+        unsafe { values.set_len(total) };
+        Ok(PixelValues { values, layouts })
+    }
+
+    /// `pixel_values` written into the caller's buffer (a reused or pinned array: no fresh
+    /// pages to fault in), which must hold exactly the batch's elements.
+    pub fn pixel_values_into<T: Element>(
+        &self,
+        images: &[Decoded],
+        threads: Option<usize>,
+        out: &mut [T],
+    ) -> Result<Vec<ImageLayout>> {
+        let (layouts, lens) = self.batch_layouts(images)?;
+        let total: usize = lens.iter().sum();
+        if out.len() != total {
+            return Err(Error::Layout(format!("out holds {} values, the batch has {total}", out.len())));
+        }
+        // SAFETY: MaybeUninit<T> has T's layout, and every element gets written.
+        let out = unsafe { &mut *(out as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
+        self.pack_batch(images, &layouts, &lens, out, threads)?;
+        Ok(layouts)
+    }
+
+    /// Each image's layout and output length, validated before any pixel work.
+    pub fn batch_layouts(&self, images: &[Decoded]) -> Result<(Vec<ImageLayout>, Vec<usize>)> {
         let layouts = images
             .iter()
             .map(|im| {
@@ -82,16 +112,25 @@ impl Knobs {
                 self.image(im.width as u64, im.height as u64)
             })
             .collect::<Result<Vec<_>>>()?;
-        let lens: Vec<usize> =
+        let lens =
             layouts.iter().map(|l| self.packing(l).len(l.resized_width as usize, l.resized_height as usize)).collect();
-        let total: usize = lens.iter().sum();
-        let mut values = crate::mem::with_capacity(total);
+        Ok((layouts, lens))
+    }
+
+    fn pack_batch<T: Element>(
+        &self,
+        images: &[Decoded],
+        layouts: &[ImageLayout],
+        lens: &[usize],
+        values: &mut [std::mem::MaybeUninit<T>],
+        threads: Option<usize>,
+    ) -> Result<()> {
         let norm = self.pixel.norm::<T>();
         let parallel = threads != Some(1);
         let run = |values: &mut [std::mem::MaybeUninit<T>]| {
             let mut slices = Vec::with_capacity(images.len());
             let mut rest = values;
-            for &n in &lens {
+            for &n in lens {
                 let (head, tail) = rest.split_at_mut(n);
                 slices.push(head);
                 rest = tail;
@@ -114,15 +153,11 @@ impl Knobs {
                 images.iter().zip(layouts.iter().zip(slices)).for_each(one);
             }
         };
-        let spare = &mut values.spare_capacity_mut()[..total];
         match threads {
-            Some(n) if n > 1 => pool(n)?.install(|| run(spare)),
-            _ => run(spare),
+            Some(n) if n > 1 => pool(n)?.install(|| run(values)),
+            _ => run(values),
         }
-        // SAFETY: every image's `pack_image` initialised its whole slice, and the slices
-        // partition `0..total`.
-        unsafe { values.set_len(total) };
-        Ok(PixelValues { values, layouts })
+        Ok(())
     }
 }
 

@@ -282,28 +282,41 @@ impl LayoutCore {
 
     /// `images`: C-contiguous uint8 arrays of shape (H, W, C) with C in 1..=4 (2 and 4 carry
     /// alpha), or `arrow.PillowImage` views of a PIL image's own buffer. Returns
-    /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`.
-    #[pyo3(signature = (images, *, bfloat16=false, threads=None))]
+    /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`. `out`: a C-contiguous, writable
+    /// float32 (bfloat16: uint16) array of exactly the result's shape, written in place and
+    /// returned.
+    #[pyo3(signature = (images, *, bfloat16=false, threads=None, out=None))]
     fn pixel_values<'py>(
         &self,
         py: Python<'py>,
         images: Vec<Bound<'py, PyAny>>,
         bfloat16: bool,
         threads: Option<usize>,
+        out: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         check_threads(threads)?;
         // The borrows (numpy read guards, Arrow capsules) live until the work is done.
         let sources = Source::extract_all(&images)?;
         let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
         let knobs = self.knobs;
-        let (values, layouts) = if bfloat16 {
-            let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
-            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts)
-        } else {
-            let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
-            (PyArray1::from_vec(py, pv.values).into_any(), pv.layouts)
+        let (values, layouts) = match (out, bfloat16) {
+            (Some(out), true) => {
+                let layouts = write_into::<u16>(py, &knobs, &decoded, threads, &out)?;
+                (out, layouts)
+            }
+            (Some(out), false) => {
+                let layouts = write_into::<f32>(py, &knobs, &decoded, threads, &out)?;
+                (out, layouts)
+            }
+            (None, true) => {
+                let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
+                (shaped(&knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts)
+            }
+            (None, false) => {
+                let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
+                (shaped(&knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts)
+            }
         };
-        let values = shaped(&knobs, values)?;
         let grid: Vec<i64> = layouts.iter().flat_map(|l| l.grid_thw.map(|v| v as i64)).collect();
         let grid = PyArray1::from_vec(py, grid).reshape([layouts.len(), 3])?;
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
@@ -379,6 +392,36 @@ fn video_size(py: Python<'_>, num_frames: i64, width: i64, height: i64) -> PyRes
 
 /// The flat output as `[rows, 3·T·p²]` (Qwen) or `[rows, 3, p, p]` (Kimi); reshaping a fresh
 /// C-contiguous array is a view, so the Rust buffer is never copied.
+/// The batch written into the caller's array, after its dtype, layout and shape are checked.
+fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
+    py: Python<'_>,
+    knobs: &Knobs,
+    decoded: &[Decoded],
+    threads: Option<usize>,
+    out: &Bound<'_, PyAny>,
+) -> PyResult<Vec<rawmm_core::layout::ImageLayout>> {
+    let array = out
+        .cast::<numpy::PyArrayDyn<T>>()
+        .map_err(|_| rawmm_core::Error::Layout(format!("out must be a numpy array of {}", std::any::type_name::<T>())))
+        .py_err(py)?;
+    let (_, lens) = knobs.batch_layouts(decoded).py_err(py)?;
+    let rows = lens.iter().sum::<usize>() / knobs.row_len();
+    let want: Vec<usize> = match knobs.geometry {
+        Geometry::Qwen(_) => vec![rows, knobs.row_len()],
+        Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
+    };
+    if array.shape() != want.as_slice() {
+        return Err(Error::Layout(format!("out has shape {:?}, the batch needs {want:?}", array.shape()))).py_err(py);
+    }
+    if !array.is_c_contiguous() {
+        return Err(Error::Layout("out must be C-contiguous".into())).py_err(py);
+    }
+    let mut guard = array.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
+    let slice =
+        guard.as_slice_mut().map_err(|_| rawmm_core::Error::Layout("out must be C-contiguous".into())).py_err(py)?;
+    py.detach(|| knobs.pixel_values_into::<T>(decoded, threads, slice)).py_err(py)
+}
+
 fn shaped<'py>(knobs: &Knobs, values: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let row_len = knobs.row_len();
     let rows = values.len()? / row_len;
