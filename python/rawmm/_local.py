@@ -44,18 +44,14 @@ class LocalBackend:
         self._last_sweep = 0.0
 
     def _dir_fd(self, create: bool) -> int:
-        where = str(self.images_dir)
+        where = self.location
+        if create and not os.path.lexists(where):
+            try:  # the directory is created on the first write, never on a read
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _write_error(e, where) from None
         try:
-            try:
-                fd = os.open(where, _DIR_FLAGS)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:  # the directory is created on the first write, never on a read
-                    self.images_dir.mkdir(parents=True, exist_ok=True)
-                except OSError as e:
-                    raise _write_error(e, where) from None
-                fd = os.open(where, _DIR_FLAGS)
+            fd = os.open(where, _DIR_FLAGS)
         except OSError as e:
             if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
                 raise UnsafePathError("the store directory is not a directory", where) from None
@@ -68,8 +64,7 @@ class LocalBackend:
     def read(self, name: str, max_bytes: int) -> bytes:
         # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the
         # containment is checked on the descriptor opened.
-        where = str(self.images_dir)
-        return read_regular(os.path.join(where, name), max_bytes, [where])
+        return read_regular(os.path.join(self.location, name), max_bytes, [self.location])
 
     def uri(self, name: str) -> str:
         return file_uri(os.path.join(self.location, name))
