@@ -1,4 +1,4 @@
-"""Fresh output memory against `out=` (issue 12): `pixel_values` of a 1024x1024 photo,
+"""Output memory and the uint8 wire format (issue 12): `pixel_values` of a 1024x1024 photo,
 Qwen2.5-VL preset, one thread.
 
     python benches/bench_out.py
@@ -9,6 +9,10 @@ Medians of 15 interleaved rounds:
   until its step ends, and its other tensors come and go): new memory each call, whose pages the
   kernel must fault in and zero;
 - `out=` into two reused arrays, taking turns, under the same pattern.
+
+Then the wire format: `dtype="uint8"` against float32 (fresh arrays, back to back), and
+`layout.normalize` (uint8 → float32, into a reused array) against the floor of writing the
+float32 array (`np.full` of its shape).
 """
 
 from __future__ import annotations
@@ -60,6 +64,22 @@ def main() -> None:
     print(f"| fresh array, earlier batches held | {(t['held'] - other) * 1e3:.2f} |")
     print(f"| out= into reused arrays, same pattern | {(t['into'] - other) * 1e3:.2f} |")
     print(f"\n(the step's other allocation alone, {other * 1e3:.2f} ms, is subtracted)")
+
+    raw = layout.pixel_values(image, threads=1, dtype="uint8").pixel_values
+    into = np.empty(raw.shape, np.float32)
+    fns = {
+        "f32": lambda: layout.pixel_values(image, threads=1),
+        "u8": lambda: layout.pixel_values(image, threads=1, dtype="uint8"),
+        "norm": lambda: layout.normalize(raw, out=into, threads=1),
+        "floor": lambda: np.full(raw.shape, 1.0, dtype=np.float32),
+    }
+    t = interleaved_medians(fns, repeat=5, rounds=9)
+    print("\n| wire format, 1 thread | ms | ratio |")
+    print("|---|---|---|")
+    print(f"| pixel_values float32 | {t['f32'] * 1e3:.2f} | 1.00x |")
+    print(f"| pixel_values uint8 | {t['u8'] * 1e3:.2f} | {t['f32'] / t['u8']:.2f}x faster |")
+    print(f"| normalize uint8 → float32 | {t['norm'] * 1e3:.2f} | {t['norm'] / t['floor']:.2f}x the floor |")
+    print(f"| floor: writing the float32 array | {t['floor'] * 1e3:.2f} | |")
 
 
 if __name__ == "__main__":

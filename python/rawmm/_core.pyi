@@ -105,10 +105,18 @@ class LayoutCore:
         self,
         images: list[Any],
         *,
-        bfloat16: bool = False,
+        dtype: str = "float32",
         threads: int | None = None,
         out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
+    def normalize_table(self) -> npt.NDArray[np.float32]: ...
+    def normalize(
+        self,
+        values: npt.NDArray[np.uint8],
+        *,
+        out: npt.NDArray[np.float32] | None = None,
+        threads: int | None = None,
+    ) -> npt.NDArray[np.float32]: ...
     def frames_pixel_values(
         self,
         frames: list[Any],

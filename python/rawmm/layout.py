@@ -347,6 +347,39 @@ class Layout:
         (pinned) buffer: no fresh pages, no copy."""
         return pixel_values(self, images, dtype=dtype, threads=threads, out=out)
 
+    def normalize(self, values: Any, *, out: Any = None, threads: int | None = None) -> Any:
+        """`pixel_values(..., dtype="uint8")` → the float32 `pixel_values` of this layout's
+        backend, bit for bit. numpy arrays: in Rust with the pipeline's own arithmetic, GIL
+        released. torch tensors on any device (the result stays there): a lookup in the
+        per-channel table of all 256 byte values, computed as the pipeline computes them, so no
+        device rounds anything differently. `out`: a float32 destination of the same kind and
+        shape."""
+        if not type(values).__module__.startswith("torch"):
+            arr = np.asarray(values)
+            if arr.dtype != np.uint8:
+                raise LayoutError(f"values must be uint8, got {arr.dtype}")
+            return self._core.normalize(arr, out=out, threads=threads)
+        import torch
+
+        if values.dtype != torch.uint8:
+            raise LayoutError(f"values must be uint8, got {values.dtype}")
+        lut = torch.from_numpy(self._core.normalize_table()).to(values.device)
+        res = torch.empty(values.shape, dtype=torch.float32, device=values.device) if out is None else out
+        p = self._knobs["patch_size"]
+        shape = tuple(values.shape)
+        if self.family == "kimi_k25":  # rows of (3, p, p) patches
+            if len(shape) != 4 or shape[1:] != (3, p, p) or tuple(res.shape) != shape:
+                raise LayoutError(f"Kimi values and out have shape [N, 3, {p}, {p}], got {shape}")
+            for c in range(3):
+                res[:, c] = lut[c][values[:, c].long()]
+            return res
+        block = self._knobs["temporal_patch_size"] * p * p  # rows of channel-major blocks
+        if len(shape) != 2 or shape[1] != 3 * block or tuple(res.shape) != shape:
+            raise LayoutError(f"Qwen values and out have shape [N, {3 * block}], got {shape}")
+        for c in range(3):
+            res[:, c * block : (c + 1) * block] = lut[c][values[:, c * block : (c + 1) * block].long()]
+        return res
+
     def video_pixel_values(
         self,
         frames: Sequence[ImageInput],
@@ -360,6 +393,8 @@ class Layout:
         Pillow-exact BICUBIC and normalised like an image (pixels.md §6), then packed: Qwen in
         temporal groups (an odd count repeats the last frame), Kimi frame after frame."""
         _check_options(dtype, threads)
+        if dtype == "uint8":
+            raise ValueError("videos are produced as float32 or bfloat16")
         k = self._knobs
         arrays = [
             to_array(f, exif=k["exif_policy"] == "apply", composite=k["alpha_policy"] == "composite_white")

@@ -335,8 +335,8 @@ def pixel_values(
 
 
 def _check_options(dtype: str, threads: int | None) -> None:
-    if dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+    if dtype not in ("float32", "bfloat16", "uint8"):
+        raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'uint8', got {dtype!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
 
@@ -358,7 +358,7 @@ def core_pixel_values(
             raise LayoutError(f"out must be a numpy array, got {type(out).__name__}")
         # bfloat16 arrays (ml_dtypes) are written through their uint16 bits.
         target = out.view(np.uint16) if bf16 and out.dtype.itemsize == 2 and out.dtype.kind == "V" else out
-    values, grid, tokens = layout._core.pixel_values(images, bfloat16=bf16, threads=threads, out=target)
+    values, grid, tokens = layout._core.pixel_values(images, dtype=dtype, threads=threads, out=target)
     return PixelValues(pixel_values=values if out is None else out, grid_thw=grid, num_tokens=tokens)
 
 

@@ -12,8 +12,11 @@ use rayon::prelude::*;
 use crate::layout::{Backend, Resample};
 use crate::resample::{RowResizer, Scratch};
 
-/// Output element: f32 or bfloat16 bit patterns.
+/// Output element: f32, bfloat16 bit patterns, or u8 (the resized bytes, not normalised).
 pub trait Element: Copy + Send + Sync + Default + 'static {
+    /// The raw wire format: the "normalisation" is the identity on bytes.
+    const RAW: bool = false;
+
     fn from_f32(x: f32) -> Self;
 
     /// Normalises one segment of a patch row: `d[c].len()` pixels of `CH` interleaved bytes
@@ -120,6 +123,14 @@ impl Element for u16 {
     }
 }
 
+impl Element for u8 {
+    const RAW: bool = true;
+
+    fn from_f32(x: f32) -> Self {
+        x as u8
+    }
+}
+
 /// The normalisation of a layout: a table of every (channel, byte value), and on an AVX2 CPU
 /// its arithmetic form, which `Element::segment` evaluates in vector registers with the same
 /// bits.
@@ -150,7 +161,76 @@ impl<T: Element> Norm<T> {
         let simd = std::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let simd = false;
+        if T::RAW {
+            let identity = std::array::from_fn(|v| T::from_f32(v as f32));
+            return Norm { lut: [identity; 3], affine: None };
+        }
         Norm { lut: normalize_lut(mean, std, rescale, backend), affine: simd.then_some(affine) }
+    }
+}
+
+/// The uint8 wire format back to float32 `pixel_values`, bit-identical to the pipeline's own
+/// float32 output: `src` holds rows of three channel-major blocks of `block` bytes (Qwen:
+/// `(3, T, P, P)`, Kimi: `(3, P, P)`), each normalised with its channel's arithmetic (AVX2,
+/// eight lanes) or table. Rows run in parallel when `parallel`.
+pub fn normalize_planar(src: &[u8], block: usize, norm: &Norm<f32>, out: &mut [f32], parallel: bool) -> bool {
+    let row = 3 * block;
+    if block == 0 || src.len() != out.len() || src.len() % row != 0 {
+        return false;
+    }
+    let one = |(s, o): (&[u8], &mut [f32])| {
+        for (r, d) in s.chunks_exact(row).zip(o.chunks_exact_mut(row)) {
+            for c in 0..3 {
+                let (s, d) = (&r[c * block..(c + 1) * block], &mut d[c * block..(c + 1) * block]);
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(affine), true) = (&norm.affine, s.len() >= 8) {
+                    // SAFETY: `affine` is only set when the CPU has AVX2; lengths are equal.
+                    unsafe { avx2_affine_planar(s, d, affine, c) };
+                    continue;
+                }
+                let lut = &norm.lut[c];
+                for (x, &v) in d.iter_mut().zip(s) {
+                    *x = lut[v as usize];
+                }
+            }
+        }
+    };
+    // Tasks of about 256 KiB of input: enough work per task, enough tasks per core.
+    let rows_per_task = ((256 << 10) / row).max(1) * row;
+    if parallel {
+        src.par_chunks(rows_per_task).zip(out.par_chunks_mut(rows_per_task)).for_each(one);
+    } else {
+        one((src, out));
+    }
+    true
+}
+
+/// One channel's bytes to f32 with `Affine`'s exact arithmetic, 8 at a time (the last step
+/// overlapping the previous one).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_affine_planar(src: &[u8], d: &mut [f32], affine: &Affine, c: usize) {
+    use std::arch::x86_64::*;
+    let n = d.len();
+    assert!(n >= 8 && src.len() == n);
+    let (m, s) = (_mm256_set1_ps(affine.mean[c]), _mm256_set1_ps(affine.std[c]));
+    let mut x = 0;
+    loop {
+        let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(src.as_ptr().add(x) as *const __m128i));
+        let f = match affine.rescale {
+            None => _mm256_cvtepi32_ps(v),
+            Some(r) => {
+                let r = _mm256_set1_pd(r);
+                let lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), r));
+                let hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256::<1>(v)), r));
+                _mm256_set_m128(hi, lo)
+            }
+        };
+        _mm256_storeu_ps(d.as_mut_ptr().add(x), _mm256_div_ps(_mm256_sub_ps(f, m), s));
+        if x + 8 == n {
+            break;
+        }
+        x = (x + 8).min(n - 8);
     }
 }
 
@@ -509,6 +589,25 @@ mod tests {
 
     fn norm() -> Norm<f32> {
         Norm::new([0.5; 3], [0.5; 3], 1.0 / 255.0, Backend::Pil)
+    }
+
+    #[test]
+    fn planar_normalize_equals_the_table_for_every_byte() {
+        for backend in [Backend::Pil, Backend::Torchvision] {
+            let (mean, std) = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]);
+            let norm = Norm::<f32>::new(mean, std, 1.0 / 255.0, backend);
+            let lut = normalize_lut::<f32>(mean, std, 1.0 / 255.0, backend);
+            for block in [1usize, 7, 8, 13, 1176 / 3] {
+                let src: Vec<u8> = (0..3 * block * 300).map(|i| (i * 31 % 256) as u8).collect();
+                let mut out = vec![0f32; src.len()];
+                assert!(normalize_planar(&src, block, &norm, &mut out, true));
+                for (i, (&v, &x)) in src.iter().zip(&out).enumerate() {
+                    let c = i % (3 * block) / block;
+                    assert_eq!(x.to_bits(), lut[c][v as usize].to_bits(), "{backend:?} block {block} at {i}");
+                }
+            }
+            assert!(!normalize_planar(&[0; 10], 3, &norm, &mut [0.0; 10], false));
+        }
     }
 
     /// Direct transcription of the closed form of pixels.md §4.

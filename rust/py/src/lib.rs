@@ -285,12 +285,12 @@ impl LayoutCore {
     /// `(pixel_values, grid_thw [N, 3] int64, num_tokens list)`. `out`: a C-contiguous, writable
     /// float32 (bfloat16: uint16) array of exactly the result's shape, written in place and
     /// returned.
-    #[pyo3(signature = (images, *, bfloat16=false, threads=None, out=None))]
+    #[pyo3(signature = (images, *, dtype="float32", threads=None, out=None))]
     fn pixel_values<'py>(
         &self,
         py: Python<'py>,
         images: Vec<Bound<'py, PyAny>>,
-        bfloat16: bool,
+        dtype: &str,
         threads: Option<usize>,
         out: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
@@ -298,30 +298,80 @@ impl LayoutCore {
         // The borrows (numpy read guards, Arrow capsules) live until the work is done.
         let sources = Source::extract_all(&images)?;
         let decoded = sources.iter().map(Source::decoded).collect::<PyResult<Vec<_>>>()?;
-        let knobs = self.knobs;
-        let (values, layouts) = match (out, bfloat16) {
-            (Some(out), true) => {
-                let layouts = write_into::<u16>(py, &knobs, &decoded, threads, &out)?;
-                (out, layouts)
-            }
-            (Some(out), false) => {
-                let layouts = write_into::<f32>(py, &knobs, &decoded, threads, &out)?;
-                (out, layouts)
-            }
-            (None, true) => {
-                let pv = py.detach(|| knobs.pixel_values::<u16>(&decoded, threads)).py_err(py)?;
-                (shaped(&knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts)
-            }
-            (None, false) => {
-                let pv = py.detach(|| knobs.pixel_values::<f32>(&decoded, threads)).py_err(py)?;
-                (shaped(&knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts)
-            }
+        let (values, layouts) = match dtype {
+            "float32" => batch::<f32>(py, &self.knobs, &decoded, threads, out)?,
+            "bfloat16" => batch::<u16>(py, &self.knobs, &decoded, threads, out)?,
+            "uint8" => batch::<u8>(py, &self.knobs, &decoded, threads, out)?,
+            _ => return Err(PyValueError::new_err(format!("unknown dtype {dtype:?}"))),
         };
         let grid: Vec<i64> = layouts.iter().flat_map(|l| l.grid_thw.map(|v| v as i64)).collect();
         let grid = PyArray1::from_vec(py, grid).reshape([layouts.len(), 3])?;
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
         PyTuple::new(py, [values, grid.into_any(), tokens.into_pyobject(py)?.into_any()])
     }
+    /// The uint8 wire format → this layout's float32 `pixel_values`, bit for bit, GIL released:
+    /// `values` C-contiguous uint8 of the pipeline's shape; into `out` (float32, same shape)
+    /// when given, else a new array.
+    #[pyo3(signature = (values, *, out=None, threads=None))]
+    fn normalize<'py>(
+        &self,
+        py: Python<'py>,
+        values: Bound<'py, numpy::PyArrayDyn<u8>>,
+        out: Option<Bound<'py, numpy::PyArrayDyn<f32>>>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_threads(threads)?;
+        let knobs = self.knobs;
+        let (block, row_shape): (usize, Vec<usize>) = match knobs.geometry {
+            Geometry::Qwen(_) => (knobs.row_len() / 3, vec![knobs.row_len()]),
+            Geometry::Kimi(g) => {
+                let p = g.patch_size as usize;
+                (p * p, vec![3, p, p])
+            }
+        };
+        let shape = values.shape().to_vec();
+        if shape.len() != row_shape.len() + 1 || shape[1..] != row_shape[..] || !values.is_c_contiguous() {
+            let msg = format!("values must be C-contiguous uint8 of shape [N, {row_shape:?}], got {shape:?}");
+            return Err(Error::Layout(msg)).py_err(py);
+        }
+        let out = match out {
+            Some(o) => o,
+            // SAFETY: uninitialised, but every element is written below before Python sees it.
+            None => unsafe { numpy::PyArrayDyn::<f32>::new(py, shape.clone(), false) },
+        };
+        if out.shape() != shape.as_slice() || !out.is_c_contiguous() {
+            return Err(Error::Layout(format!("out must be C-contiguous float32 of shape {shape:?}"))).py_err(py);
+        }
+        {
+            let src = values.readonly();
+            let mut dst =
+                out.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
+            let (src, dst) = (src.as_slice()?, dst.as_slice_mut()?);
+            let norm = knobs.pixel.norm::<f32>();
+            let work = || rawmm_core::pack::normalize_planar(src, block, &norm, dst, threads != Some(1));
+            let ok = match threads {
+                Some(n) if n > 1 => {
+                    let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
+                    py.detach(|| pool.install(work))
+                }
+                _ => py.detach(work),
+            };
+            if !ok {
+                return Err(Error::Layout("values do not hold whole rows".into())).py_err(py);
+            }
+        }
+        Ok(out.into_any())
+    }
+
+    /// The normalisation as a table: `table[c][v]` is the float32 `pixel_values` value of byte
+    /// `v` in channel `c`, exactly as the pipeline computes it (uint8 output → float32).
+    fn normalize_table<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let p = &self.knobs.pixel;
+        let lut = rawmm_core::pack::normalize_lut::<f32>(p.image_mean, p.image_std, p.rescale_factor, p.backend);
+        let flat: Vec<f32> = lut.iter().flatten().copied().collect();
+        Ok(PyArray1::from_vec(py, flat).reshape([3, 256])?.into_any())
+    }
+
     /// Sampled video frames → `pixel_values` at the video layout's size (see
     /// `Knobs::frames_pixel_values`); returns the array, 2-D for Qwen, 4-D for Kimi.
     #[pyo3(signature = (frames, resized, padded, *, bfloat16=false, threads=None))]
@@ -392,6 +442,22 @@ fn video_size(py: Python<'_>, num_frames: i64, width: i64, height: i64) -> PyRes
 
 /// The flat output as `[rows, 3·T·p²]` (Qwen) or `[rows, 3, p, p]` (Kimi); reshaping a fresh
 /// C-contiguous array is a view, so the Rust buffer is never copied.
+/// One batch as a fresh array, or into the caller's `out`.
+fn batch<'py, T: rawmm_core::pack::Element + numpy::Element>(
+    py: Python<'py>,
+    knobs: &Knobs,
+    decoded: &[Decoded],
+    threads: Option<usize>,
+    out: Option<Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyAny>, Vec<rawmm_core::layout::ImageLayout>)> {
+    if let Some(out) = out {
+        let layouts = write_into::<T>(py, knobs, decoded, threads, &out)?;
+        return Ok((out, layouts));
+    }
+    let pv = py.detach(|| knobs.pixel_values::<T>(decoded, threads)).py_err(py)?;
+    Ok((shaped(knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts))
+}
+
 /// The batch written into the caller's array, after its dtype, layout and shape are checked.
 fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
     py: Python<'_>,
