@@ -51,6 +51,8 @@ bench: build
 	$(BIN)/python benches/bench_layout.py
 	$(BIN)/python benches/bench_pixels.py
 	$(BIN)/python benches/bench_refs.py
+	$(BIN)/python benches/bench_store.py
+	$(BIN)/python benches/bench_out.py
 
 # The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
 bench-rust:
