@@ -173,15 +173,11 @@ class Adapter:
             store_run_id=store.run_id or "explicit",
         )
 
-    def probe(self, data: bytes, store: AssetStore, check: Any = None) -> Probe:
+    def probe(self, data: bytes, store: AssetStore) -> Probe:
         """The size and orientation `materialize` will decode, from the header (refs.md §6 rule
         9: caps and layout before any decode)."""
-        return probe(
-            data,
-            exif=self.layout.knobs["exif_policy"] == "apply",
-            max_pixels=store.max_pixels,
-            check=check or self.layout.image,
-        )
+        exif = self.layout.knobs["exif_policy"] == "apply"
+        return probe(data, exif=exif, max_pixels=store.max_pixels, check=self.layout.image)
 
     def item(self, descriptor: Descriptor, *, with_ref: bool = True) -> dict[str, Any]:
         """The `prime_raw_mm_item` envelope."""
