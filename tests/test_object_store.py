@@ -285,8 +285,8 @@ def test_errors_are_typed(s3: S3) -> None:
 _PUT_CHILD = """
 import sys, json
 from rawmm import AssetStore
-opts, url, seed = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-sys.path.insert(0, "tests")
+opts, url, seed, tests = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, tests)
 from test_object_store import _images
 store = AssetStore(url, storage_options=opts)
 shared = _images(6, seed=100)            # every process writes these
@@ -299,7 +299,15 @@ def test_create_only_races_between_processes(s3: S3) -> None:
     url = f"s3://{s3.bucket()}/run"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _PUT_CHILD, json.dumps(s3.options), url, str(i)],
+            [
+                sys.executable,
+                "-c",
+                _PUT_CHILD,
+                json.dumps(s3.options),
+                url,
+                str(i),
+                str(Path(__file__).parent),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
