@@ -183,6 +183,26 @@ def test_hostile_uris_raise_typed_errors(tmp_path: Path, uri_path: str) -> None:
         store.read("file://" + uri_path, expected_hash="a" * 64)
 
 
+def test_non_ascii_data_urls_are_ref_errors(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path / "run")
+    for url in ("data:image/png;base64,iVBOR\u00e9w0=", "data:image/png;base64,\uff21\uff21\uff21\uff21"):
+        with pytest.raises(RefFormatError, match="base64"):
+            store.put(url)
+        with pytest.raises(RefFormatError, match="base64"):
+            RawMMRef.parse(
+                "mmraw:"
+                + json.dumps(
+                    {
+                        "family": "qwen_vl",
+                        "modality": "image",
+                        "mm_hash": "a" * 64,
+                        "payload": {"image_grid_thw": [[1, 2, 2]]},
+                        "raw_image_data": url,
+                    }
+                )
+            )
+
+
 def test_deep_and_cyclic_payloads(tmp_path: Path) -> None:
     deep: dict[str, Any] = {"image_grid_thw": [[1, 2, 2]]}
     node = deep

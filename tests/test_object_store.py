@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
+from moto import server as moto_server
 from PIL import Image
 
 from images import encode, make_image
@@ -36,9 +38,6 @@ from rawmm import (
     UnsafePathError,
     adapter_for,
 )
-
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 
 LAYOUT = Layout.preset("qwen2_5_vl")
 ADAPTER = adapter_for(LAYOUT)
