@@ -43,6 +43,20 @@ ADAPTER = adapter_for(LAYOUT)
 IS_ROOT = os.geteuid() == 0
 
 
+def _ref(mm_hash: str, asset_id: str, grid: list[int] | None = None) -> RawMMRef:
+    """A Qwen2.5-VL ref to an asset, with a given (or an arbitrary) grid."""
+    payload = {"image_grid_thw": [grid or [1, 2, 2]]}
+    return RawMMRef("r", "qwen_vl", LAYOUT.fingerprint, "image", mm_hash, asset_id, payload)
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records every `Image.open`: a check that must refuse before Pillow sees the bytes."""
+    opened: list[int] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    return opened
+
+
 def _run_with_timeout(fn: Any, seconds: float = 5.0) -> Any:
     """fn() in a thread; fails the test if it has not returned within `seconds` (blocked)."""
     box: dict[str, Any] = {}
@@ -130,9 +144,7 @@ def test_fifos_never_block(tmp_path: Path) -> None:
     os.mkfifo(store.images_dir / name)
     src = tmp_path / "source.png"
     os.mkfifo(src)
-    ref = RawMMRef(
-        "r", "qwen_vl", LAYOUT.fingerprint, "image", "a" * 64, name, {"image_grid_thw": [[1, 2, 2]]}
-    )
+    ref = _ref("a" * 64, name)
     for call in (
         lambda: store.read(name),
         lambda: store.read((store.images_dir / name).as_uri()),
@@ -270,9 +282,7 @@ def test_pillow_errors_are_decode_errors(tmp_path: Path) -> None:
     store = AssetStore(tmp_path / "run")
     asset = store.put(bytes(data))
     grid = list(LAYOUT.image(5, 5).grid_thw)
-    ref = RawMMRef(
-        "r", "qwen_vl", LAYOUT.fingerprint, "image", asset.mm_hash, asset.asset_id, {"image_grid_thw": [grid]}
-    )
+    ref = _ref(asset.mm_hash, asset.asset_id, grid)
     with pytest.raises(ImageDecodeError, match="TypeError"):
         ADAPTER.materialize(ref, store=store)
 
@@ -311,23 +321,13 @@ def _animated_webp_declaring(width: int, height: int) -> bytes:
 def test_layout_refused_before_pillow_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = _animated_webp_declaring(2_537_726, 60)
     store = AssetStore(tmp_path / "run")
-    opened: list[int] = []
-    real_open = Image.open
-    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    opened = _count_opens(monkeypatch)
     with pytest.raises(LayoutError):
         LAYOUT.pixel_values(bomb)
     with pytest.raises(LayoutError):
         ADAPTER.describe(bomb, store=store)
     asset = store.put(bomb)
-    ref = RawMMRef(
-        "r",
-        "qwen_vl",
-        LAYOUT.fingerprint,
-        "image",
-        asset.mm_hash,
-        asset.asset_id,
-        {"image_grid_thw": [[1, 2, 2]]},
-    )
+    ref = _ref(asset.mm_hash, asset.asset_id)
     with pytest.raises(LayoutError):
         ADAPTER.materialize(ref, store=store)
     assert opened == []
@@ -340,9 +340,7 @@ def test_png_too_short_for_its_size_is_refused_before_pillow(monkeypatch: pytest
     data = png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
     with pytest.raises(OSError, match="truncated"), Image.open(io.BytesIO(data)) as im:
         im.load()  # Pillow fails as well, after allocating the image and decoding
-    opened: list[int] = []
-    real_open = Image.open
-    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    opened = _count_opens(monkeypatch)
     with pytest.raises(ImageDecodeError, match="truncated"):
         LAYOUT.pixel_values(data)
     assert opened == []
@@ -383,15 +381,7 @@ def test_pixel_cap_and_byte_cap_before_reading(tmp_path: Path) -> None:
     with pytest.raises(LimitExceededError):
         ADAPTER.describe(bomb, store=store)
     asset = store.put(bomb)
-    ref = RawMMRef(
-        "r",
-        "qwen_vl",
-        LAYOUT.fingerprint,
-        "image",
-        asset.mm_hash,
-        asset.asset_id,
-        {"image_grid_thw": [[1, 2, 2]]},
-    )
+    ref = _ref(asset.mm_hash, asset.asset_id)
     with pytest.raises(LimitExceededError):
         ADAPTER.materialize(ref, store=store)
 

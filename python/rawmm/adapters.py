@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .errors import (
     AssetNotFoundError,
-    ImageDecodeError,
     LayoutError,
     LimitExceededError,
     RawmmError,
@@ -152,7 +150,7 @@ class Adapter:
         """Header read and BLAKE3 of the bytes, no pixel decode; the source is stored (or its
         stored copy verified, and repaired if corrupt) so every ref resolves through the store."""
         store = store if store is not None else AssetStore.from_env()
-        data = _source_bytes(store, source)
+        data = store.source_bytes(source)
         p = self.probe(data, store)
         lay = self.layout.image(*p.oriented)
         asset = store.put(data)
@@ -380,13 +378,6 @@ class KimiK25Adapter(Adapter):
 
 def adapter_for(layout: Layout) -> Adapter:
     return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
-
-
-def _source_bytes(store: AssetStore, source: Any) -> bytes:
-    """The exact bytes of a source (files under the store's allowed roots)."""
-    if isinstance(source, Image.Image | np.ndarray | bytes | bytearray | memoryview | str | os.PathLike):
-        return store.source_bytes(source)
-    raise ImageDecodeError(f"cannot describe a {type(source).__name__}")
 
 
 def _as_mm_dict(mm: Any) -> dict[str, dict[str, list[Any]]]:
