@@ -128,6 +128,15 @@ class LayoutCore:
     ) -> np.ndarray: ...
 
 def read_header(data: bytes) -> tuple[str, int, int, int]: ...
+def decode_png(
+    data: Any,
+    mode: str,
+    *,
+    key: tuple[int, int, int] | None = None,
+    alphas: bytes | None = None,
+    composite: bool = True,
+    transpose: int | None = None,
+) -> npt.NDArray[np.uint8] | None: ...
 def same_contents(fd: int, data: Any) -> bool: ...
 def resize_bicubic(
     array: npt.NDArray[np.uint8],

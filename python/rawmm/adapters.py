@@ -23,7 +23,7 @@ from .errors import (
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
-from .pixels import Probe, core_pixel_values, decode, probe, to_array
+from .pixels import Probe, core_pixel_values, decode_array, probe
 from .refs import (
     MARKER,
     MARKER_KEY,
@@ -259,15 +259,15 @@ class Adapter:
             if grid not in (self.layout.image(w, h).grid_thw, self.layout.image(h, w).grid_thw):
                 raise LayoutError(f"a {w}x{h} image cannot have the ref's grid {list(grid)}")
 
-        im = decode(
+        pixels = decode_array(
             data,
             exif=self.layout.knobs["exif_policy"] == "apply",
+            composite=self.layout.knobs["alpha_policy"] == "composite_white",
             max_pixels=store.max_pixels,
             max_bytes=store.max_bytes,
             check=check,
         )
-        composite = self.layout.knobs["alpha_policy"] == "composite_white"
-        pv = core_pixel_values(self.layout, [to_array(im, exif=False, composite=composite)], out=out)
+        pv = core_pixel_values(self.layout, [pixels], out=out)
         if tuple(int(v) for v in pv.grid_thw[0]) != grid:
             raise LayoutError(f"image grid {pv.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
         return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)

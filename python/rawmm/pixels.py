@@ -207,6 +207,20 @@ def probe(
             return Probe(w, h, transpose)
 
 
+Source = bytes | bytearray | memoryview | str | os.PathLike[str]
+
+
+def _read(source: Source, max_bytes: int) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data, name = bytes(source), f"<{len(source)} bytes>"
+    else:
+        name = os.fspath(source)
+        data = read_regular(name, max_bytes)
+    if len(data) > max_bytes:
+        raise LimitExceededError(f"{name}: {len(data)} bytes exceed the cap of {max_bytes}")
+    return data, name
+
+
 def decode(
     source: bytes | bytearray | memoryview | str | os.PathLike[str],
     *,
@@ -218,13 +232,7 @@ def decode(
     """Decodes frame 0 of encoded bytes or a regular file (of at most `max_bytes`) with Pillow,
     after the pixel cap and `check(width, height)` pass on the header; applies the EXIF
     orientation when `exif`, as `ImageOps.exif_transpose` does."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        data, name = bytes(source), f"<{len(source)} bytes>"
-    else:
-        name = os.fspath(source)
-        data = read_regular(name, max_bytes)
-    if len(data) > max_bytes:
-        raise LimitExceededError(f"{name}: {len(data)} bytes exceed the cap of {max_bytes}")
+    data, name = _read(source, max_bytes)
     with _pillow_errors(name):
         im = _open(data, name, max_pixels=max_pixels, check=check)
         im.load()
@@ -237,6 +245,58 @@ def decode(
 
 # What the core accepts: a (H, W, C) uint8 array, or a zero-copy view of a PIL image.
 CoreImage = np.ndarray | tuple[Any, Any, int, int, int, bool]
+
+
+def decode_array(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    exif: bool,
+    composite: bool,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    check: Callable[[int, int], Any] | None = None,
+) -> CoreImage:
+    """`decode` then `to_array`'s conversion, with PNG pixels decoded by the Rust core (GIL
+    released, no PIL image): Pillow opens the header and reads the metadata after the image
+    data, as its `load` would; the core decodes to the same raster (`_core.decode_png`) or
+    declines, and then Pillow decodes."""
+    data, name = _read(source, max_bytes)
+    with _pillow_errors(name):
+        im = _open(data, name, max_pixels=max_pixels, check=check)
+        with im:
+            arr = rust_png(im, data, exif=exif, composite=composite) if im.format == "PNG" else None
+    if arr is not None:
+        return arr
+    return _pil_to_array(decode(data, exif=exif, max_pixels=max_pixels, check=check), composite)
+
+
+def rust_png(im: Image.Image, data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
+    """The Rust core's decode of a PNG that Pillow has opened (`im`, header read), or None
+    where only Pillow should decode it."""
+    _png_trailing_metadata(im, len(data))  # what `load` adds to info: transparency, eXIf
+    args = _png_transparency(im.mode, im.info.get("transparency"))
+    if args is None:
+        return None
+    transpose = _transpose_of(im) if exif else None
+    op = None if transpose is None else int(transpose)
+    return _core.decode_png(data, im.mode, **args, composite=composite, transpose=op)
+
+
+def _png_transparency(mode: str, t: object) -> dict[str, Any] | None:
+    """Pillow's `info["transparency"]` of a PNG as `decode_png`'s arguments: the palette
+    alphas `convert` would set, or the colour key; None for what only Pillow should handle."""
+    if t is None:
+        return {}
+    if mode == "P":
+        if isinstance(t, bytes):
+            return {"alphas": t}
+        if isinstance(t, int) and 0 <= t < 256:
+            return {"alphas": b"\xff" * t + b"\x00"}
+    elif mode in ("1", "L", "I;16") and isinstance(t, int) and 0 <= t < 1 << 16:
+        return {"key": (t, t, t)}
+    elif mode == "RGB" and isinstance(t, tuple) and len(t) == 3 and all(0 <= v < 1 << 16 for v in t):
+        return {"key": t}
+    return None
 
 
 def _pil_pixels(im: Image.Image) -> CoreImage:
@@ -292,7 +352,7 @@ def to_array(
     if isinstance(image, Image.Image):
         return _pil_to_array(image, composite)
     if isinstance(image, bytes | bytearray | memoryview | str | os.PathLike):
-        return _pil_to_array(decode(image, exif=exif, check=check), composite)
+        return decode_array(image, exif=exif, composite=composite, check=check)
     raise ImageDecodeError(f"unsupported image input of type {type(image).__name__}")
 
 

@@ -1,6 +1,7 @@
 //! rawmm-core: the algorithms behind rawmm, with no Python dependency, so `cargo test` and
 //! criterion run on their own. The `rawmm-py` crate binds them as `rawmm._core`.
 
+pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod fingerprint;

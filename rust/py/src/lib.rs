@@ -555,6 +555,47 @@ fn resize_bicubic<'py>(
     Ok(PyArray1::from_vec(py, out).reshape([h_out, w_out, s[2]])?.into_any())
 }
 
+/// A PNG decoded as Pillow decodes it and converted by rawmm's decode rules (see
+/// `rawmm_core::decode::png`), then `transpose` (a Pillow `Image.Transpose` value) applied:
+/// a (H, W, C) uint8 array, or None when the caller must decode with Pillow instead. `mode`,
+/// `key` and `alphas` are Pillow's mode and `info["transparency"]` of the opened file.
+#[pyfunction]
+#[pyo3(signature = (data, mode, *, key=None, alphas=None, composite=true, transpose=None))]
+#[allow(clippy::too_many_arguments)]
+fn decode_png<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    mode: &str,
+    key: Option<[u32; 3]>,
+    alphas: Option<Vec<u8>>,
+    composite: bool,
+    transpose: Option<u8>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    use rawmm_core::decode::{self, PngMode, Transparency, Transpose};
+    let Some(mode) = PngMode::parse(mode) else { return Ok(None) };
+    let transparency = match (key, alphas) {
+        (None, None) => Transparency::None,
+        (Some(k), None) => Transparency::Key(k),
+        (None, Some(a)) => Transparency::Alphas(a),
+        _ => return Err(PyValueError::new_err("give key or alphas, not both")),
+    };
+    let op = match transpose {
+        None => None,
+        Some(v) => Some(Transpose::from_pillow(v).ok_or_else(|| PyValueError::new_err(format!("bad transpose {v}")))?),
+    };
+    let view = buffer::ByteView::get(data)?;
+    let bytes = view.as_slice();
+    let raster = py.detach(|| {
+        let r = decode::png(bytes, mode, &transparency, composite)?;
+        Some(match op {
+            Some(op) => decode::transpose(&r, op),
+            None => r,
+        })
+    });
+    let Some(r) = raster else { return Ok(None) };
+    Ok(Some(PyArray1::from_vec(py, r.data).reshape([r.height, r.width, r.channels])?.into_any()))
+}
+
 /// What an image header claims, without decoding: `(extension, width, height, min_bytes)`,
 /// `min_bytes` the least data a file of that size can hold (0: no bound known).
 #[pyfunction]
@@ -656,6 +697,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pixel_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_png, m)?)?;
     m.add_function(wrap_pyfunction!(same_contents, m)?)?;
     m.add_class::<LayoutCore>()?;
     m.add_class::<ImageLayout>()?;
