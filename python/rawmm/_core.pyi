@@ -109,13 +109,14 @@ class LayoutCore:
         threads: int | None = None,
         out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]]: ...
-    def normalize_table(self) -> npt.NDArray[np.float32]: ...
+    def normalize_table(self, arithmetic: str = "transformers") -> npt.NDArray[np.float32]: ...
     def normalize(
         self,
         values: npt.NDArray[np.uint8],
         *,
         out: npt.NDArray[np.float32] | None = None,
         threads: int | None = None,
+        arithmetic: str = "transformers",
     ) -> npt.NDArray[np.float32]: ...
     def frames_pixel_values(
         self,

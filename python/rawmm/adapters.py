@@ -246,10 +246,12 @@ class Adapter:
         outer_hash: str | None = None,
         fetched: Future[bytes] | None = None,
         out: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> ModelInputs:
         """Verified bytes → decode → pixel pipeline; the grid must equal the payload's.
         `fetched`: the verified bytes, already being fetched (the Materializer's prefetch).
-        `out`: the caller's array for the pixels (see `Layout.pixel_values`)."""
+        `out`: the caller's array for the pixels (see `Layout.pixel_values`). `threads`: for
+        the pixel pipeline, as in `Layout.pixel_values` (None: all cores)."""
         src, mm_hash = self.resolve(ref_or_item)
         grid = self.check(src)
         data = fetched.result() if fetched is not None else self.fetch(src, mm_hash or outer_hash, store)
@@ -267,7 +269,7 @@ class Adapter:
             max_bytes=store.max_bytes,
             check=check,
         )
-        pv = core_pixel_values(self.layout, [pixels], out=out)
+        pv = core_pixel_values(self.layout, [pixels], out=out, threads=threads)
         if tuple(int(v) for v in pv.grid_thw[0]) != grid:
             raise LayoutError(f"image grid {pv.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
         return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)

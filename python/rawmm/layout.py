@@ -347,23 +347,30 @@ class Layout:
         (pinned) buffer: no fresh pages, no copy."""
         return pixel_values(self, images, dtype=dtype, threads=threads, out=out)
 
-    def normalize(self, values: Any, *, out: Any = None, threads: int | None = None) -> Any:
-        """`pixel_values(..., dtype="uint8")` → the float32 `pixel_values` of this layout's
-        backend, bit for bit. numpy arrays: in Rust with the pipeline's own arithmetic, GIL
-        released. torch tensors on any device (the result stays there): a lookup in the
-        per-channel table of all 256 byte values, computed as the pipeline computes them, so no
-        device rounds anything differently. `out`: a float32 destination of the same kind and
-        shape."""
+    def normalize(
+        self, values: Any, *, out: Any = None, threads: int | None = None, arithmetic: str = "transformers"
+    ) -> Any:
+        """`pixel_values(..., dtype="uint8")` → float32 `pixel_values`, bit for bit.
+        `arithmetic="transformers"`: what this layout's backend computes (the pipeline's own
+        float32 output). `arithmetic="vllm"`: what vLLM computes inside the model from the raw
+        uint8 patches its processor emits when `mm_device_do_normalize` is on (its
+        `FusedMMInputNorm` as run on CPU: `v · (1/std · rescale) + (−mean/std)` in float32).
+        numpy arrays: in Rust, GIL released. torch tensors on any device (the result stays
+        there): a lookup in the per-channel table of all 256 byte values, computed on the CPU,
+        so no device rounds anything differently. `out`: a float32 destination of the same
+        kind and shape."""
+        if arithmetic not in ("transformers", "vllm"):
+            raise ValueError(f"arithmetic must be 'transformers' or 'vllm', got {arithmetic!r}")
         if not type(values).__module__.startswith("torch"):
             arr = np.asarray(values)
             if arr.dtype != np.uint8:
                 raise LayoutError(f"values must be uint8, got {arr.dtype}")
-            return self._core.normalize(arr, out=out, threads=threads)
+            return self._core.normalize(arr, out=out, threads=threads, arithmetic=arithmetic)
         import torch
 
         if values.dtype != torch.uint8:
             raise LayoutError(f"values must be uint8, got {values.dtype}")
-        lut = torch.from_numpy(self._core.normalize_table()).to(values.device)
+        lut = torch.from_numpy(self._core.normalize_table(arithmetic)).to(values.device)
         res = torch.empty(values.shape, dtype=torch.float32, device=values.device) if out is None else out
         p = self._knobs["patch_size"]
         shape = tuple(values.shape)

@@ -129,6 +129,14 @@ impl Element for u8 {
     fn from_f32(x: f32) -> Self {
         x as u8
     }
+
+    /// The bytes themselves: a plain de-interleave, no table loads.
+    #[inline(always)]
+    fn segment<const CH: usize>(src: &[u8], [d0, d1, d2]: [&mut [Self]; 3], _: &Norm<Self>) {
+        for (((a, b), c), px) in d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(src.chunks_exact(CH)) {
+            (*a, *b, *c) = (px[0], px[1], px[2]);
+        }
+    }
 }
 
 /// The normalisation of a layout: a table of every (channel, byte value), and on an AVX2 CPU
@@ -166,6 +174,24 @@ impl<T: Element> Norm<T> {
             return Norm { lut: [identity; 3], affine: None };
         }
         Norm { lut: normalize_lut(mean, std, rescale, backend), affine: simd.then_some(affine) }
+    }
+}
+
+impl Norm<f32> {
+    /// vLLM's in-model normalisation of uint8 patches (`FusedMMInputNorm.forward_native`, what
+    /// its CPU platform runs): `f32(v) · w + b` in f32 with two roundings, where
+    /// `w = f32(1 / std) · f32(rescale)` (torch evaluates `rescale / std` as a reciprocal times
+    /// the scalar) and `b = −mean / std`, all in f32.
+    pub fn vllm(mean: [f64; 3], std: [f64; 3], rescale: f64) -> Self {
+        let mut lut = [[0f32; 256]; 3];
+        for (c, table) in lut.iter_mut().enumerate() {
+            let (m, s) = (mean[c] as f32, std[c] as f32);
+            let (w, b) = ((1.0 / s) * rescale as f32, -m / s);
+            for (v, x) in table.iter_mut().enumerate() {
+                *x = v as f32 * w + b;
+            }
+        }
+        Norm { lut, affine: None }
     }
 }
 

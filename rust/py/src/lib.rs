@@ -117,6 +117,18 @@ struct LayoutCore {
     knobs: Knobs,
 }
 
+impl LayoutCore {
+    /// The uint8 → float32 normalisation named by `arithmetic`.
+    fn norm(&self, arithmetic: &str) -> PyResult<rawmm_core::pack::Norm<f32>> {
+        let p = &self.knobs.pixel;
+        match arithmetic {
+            "transformers" => Ok(p.norm::<f32>()),
+            "vllm" => Ok(rawmm_core::pack::Norm::vllm(p.image_mean, p.image_std, p.rescale_factor)),
+            _ => Err(PyValueError::new_err(format!("arithmetic must be 'transformers' or 'vllm', got {arithmetic:?}"))),
+        }
+    }
+}
+
 #[pymethods]
 impl LayoutCore {
     #[new]
@@ -312,15 +324,19 @@ impl LayoutCore {
     /// The uint8 wire format → this layout's float32 `pixel_values`, bit for bit, GIL released:
     /// `values` C-contiguous uint8 of the pipeline's shape; into `out` (float32, same shape)
     /// when given, else a new array.
-    #[pyo3(signature = (values, *, out=None, threads=None))]
+    /// `arithmetic`: "transformers" (the layout's backend, as the pipeline computes it) or
+    /// "vllm" (vLLM's in-model normalisation, see `Norm::vllm`).
+    #[pyo3(signature = (values, *, out=None, threads=None, arithmetic="transformers"))]
     fn normalize<'py>(
         &self,
         py: Python<'py>,
         values: Bound<'py, numpy::PyArrayDyn<u8>>,
         out: Option<Bound<'py, numpy::PyArrayDyn<f32>>>,
         threads: Option<usize>,
+        arithmetic: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         check_threads(threads)?;
+        let norm = self.norm(arithmetic)?;
         let knobs = self.knobs;
         let (block, row_shape): (usize, Vec<usize>) = match knobs.geometry {
             Geometry::Qwen(_) => (knobs.row_len() / 3, vec![knobs.row_len()]),
@@ -347,7 +363,6 @@ impl LayoutCore {
             let mut dst =
                 out.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
             let (src, dst) = (src.as_slice()?, dst.as_slice_mut()?);
-            let norm = knobs.pixel.norm::<f32>();
             let work = || rawmm_core::pack::normalize_planar(src, block, &norm, dst, threads != Some(1));
             let ok = match threads {
                 Some(n) if n > 1 => {
@@ -365,10 +380,9 @@ impl LayoutCore {
 
     /// The normalisation as a table: `table[c][v]` is the float32 `pixel_values` value of byte
     /// `v` in channel `c`, exactly as the pipeline computes it (uint8 output → float32).
-    fn normalize_table<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let p = &self.knobs.pixel;
-        let lut = rawmm_core::pack::normalize_lut::<f32>(p.image_mean, p.image_std, p.rescale_factor, p.backend);
-        let flat: Vec<f32> = lut.iter().flatten().copied().collect();
+    #[pyo3(signature = (arithmetic="transformers"))]
+    fn normalize_table<'py>(&self, py: Python<'py>, arithmetic: &str) -> PyResult<Bound<'py, PyAny>> {
+        let flat: Vec<f32> = self.norm(arithmetic)?.lut.iter().flatten().copied().collect();
         Ok(PyArray1::from_vec(py, flat).reshape([3, 256])?.into_any())
     }
 

@@ -1,0 +1,179 @@
+"""From encoded bytes to `pixel_values` (issue 12), against Pillow and transformers in the same run.
+
+    python benches/bench_decode.py
+
+Qwen2.5-VL hub preset, both references pinned (transformers 5.24 `Qwen2VLImageProcessor` with
+torch 2.15 / torchvision 0.29, `Qwen2VLImageProcessorPil` with Pillow 13). Medians of rounds in
+which the contenders take turns (`_common.interleaved_medians`).
+
+1. PNG decode alone: Pillow's `open` + `load` against rawmm's decode (`pixels.decode_array`:
+   Pillow reads the header, the Rust core decodes), for screenshots and photos; pixels compared.
+2. `adapter.materialize(ref)` on one thread (read from a local store, BLAKE3 verify, decode,
+   pixels) against Pillow decode + each HF backend (torch limited to one thread); and
+   materialize over its own parts (decode + `pixel_values` of the decoded array).
+3. A batch of 48 mixed refs (JPEG photos, PNG screenshots, 300..1600 px) on all cores: the
+   Materializer (pixel cache off) against Pillow decode + HF torchvision at equal threads, and
+   Pillow decode + HF PIL on a thread pool of that size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from _common import interleaved_medians, photo, screenshot
+from conftest import qwen_reference
+from rawmm import AssetStore, Layout, Materializer, adapter_for, pixels
+
+REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "5"))
+
+
+def encode(im: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def pillow_decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def decode_section() -> None:
+    print("## PNG decode alone, one thread\n")
+    print("| image | PNG MB | Pillow ms | rawmm ms | ratio | same pixels |\n|---|---|---|---|---|---|")
+    for name, im in [
+        ("1280x720 screenshot", screenshot(1280, 720)),
+        ("1920x1080 screenshot", screenshot(1920, 1080)),
+        ("1024x1024 photo", photo(1024, 1024)),
+        ("2048x1536 photo", photo(2048, 1536)),
+    ]:
+        data = encode(im, "PNG")
+        ours = pixels.decode_array(data, exif=True, composite=True)
+        same = np.array_equal(ours, np.asarray(pillow_decode(data)))
+        t = interleaved_medians(
+            {
+                "pillow": lambda data=data: pillow_decode(data),
+                "rawmm": lambda data=data: pixels.decode_array(data, exif=True, composite=True),
+            },
+            REPEAT * 2,
+        )
+        print(
+            f"| {name} | {len(data) / 1e6:.2f} | {t['pillow'] * 1e3:.1f} | {t['rawmm'] * 1e3:.1f} "
+            f"| {t['pillow'] / t['rawmm']:.2f}x | {'yes' if same else 'NO'} |"
+        )
+
+
+def materialize_section(store: AssetStore) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    layouts = {b: Layout.preset("qwen2_5_vl", backend=b) for b in ("torchvision", "pil")}
+    refs_hf = {b: qwen_reference(layout) for b, layout in layouts.items()}
+    print("\n## materialize(ref), one thread\n")
+    print(
+        "| image | Pillow + HF tv ms | Pillow + HF PIL ms | rawmm tv ms | vs tv | rawmm PIL ms | vs PIL "
+        "| rawmm tv / (decode + pixel_values) | bit-exact |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for name, data in [
+        ("1280x720 PNG screenshot", encode(screenshot(1280, 720), "PNG")),
+        ("1920x1080 PNG screenshot", encode(screenshot(1920, 1080), "PNG")),
+        ("1024x1024 JPEG photo", encode(photo(1024, 1024), "JPEG")),
+        ("2048x1536 JPEG photo", encode(photo(2048, 1536), "JPEG")),
+    ]:
+        fns = {}
+        exact = True
+        for b, layout in layouts.items():
+            adapter = adapter_for(layout)
+            ref = adapter.ref(adapter.describe(data, store=store))
+            want = refs_hf[b](images=[pillow_decode(data)], return_tensors="np")["pixel_values"]
+            got = adapter.materialize(ref, store=store, threads=1).pixel_values
+            exact &= np.array_equal(want.view(np.uint32), got.view(np.uint32))
+            hf = refs_hf[b]
+            fns[f"ref {b}"] = lambda hf=hf, data=data: hf(images=[pillow_decode(data)], return_tensors="np")
+            fns[f"rawmm {b}"] = lambda a=adapter, r=ref: a.materialize(r, store=store, threads=1)
+        decoded = pixels.decode_array(data, exif=True, composite=True)
+        tv = layouts["torchvision"]
+        fns["decode"] = lambda data=data: pixels.decode_array(data, exif=True, composite=True)
+        fns["pixel_values"] = lambda d=decoded, tv=tv: pixels.core_pixel_values(tv, [d], threads=1)
+        t = interleaved_medians(fns, REPEAT)
+        parts = t["decode"] + t["pixel_values"]
+        print(
+            f"| {name} | {t['ref torchvision'] * 1e3:.1f} | {t['ref pil'] * 1e3:.1f} "
+            f"| {t['rawmm torchvision'] * 1e3:.1f} | {t['ref torchvision'] / t['rawmm torchvision']:.2f}x "
+            f"| {t['rawmm pil'] * 1e3:.1f} | {t['ref pil'] / t['rawmm pil']:.2f}x "
+            f"| {t['rawmm torchvision'] / parts:.2f} | {'yes' if exact else 'NO'} |"
+        )
+
+
+def mixed_batch() -> list[bytes]:
+    rng = np.random.default_rng(12)
+    out = []
+    for i in range(48):
+        w, h = int(rng.integers(300, 1600)), int(rng.integers(300, 1600))
+        out.append(encode(photo(w, h, seed=i), "JPEG") if i % 2 else encode(screenshot(w, h, seed=i), "PNG"))
+    return out
+
+
+def materializer_section(store: AssetStore) -> None:
+    import torch
+
+    cores = os.cpu_count() or 1
+    data = mixed_batch()
+    layouts = {b: Layout.preset("qwen2_5_vl", backend=b) for b in ("torchvision", "pil")}
+    refs_hf = {b: qwen_reference(layout) for b, layout in layouts.items()}
+    fns = {}
+    for b, layout in layouts.items():
+        adapter = adapter_for(layout)
+        refs = [adapter.ref(adapter.describe(d, store=store)).to_string() for d in data]
+        m = Materializer(adapter, store, processor_id="bench", cache_bytes=0, threads=cores)
+        fns[f"rawmm {b}"] = lambda m=m, refs=refs: m.materialize(refs)
+
+    def tv_loop() -> None:
+        torch.set_num_threads(cores)
+        for d in data:
+            refs_hf["torchvision"](images=[pillow_decode(d)], return_tensors="np")
+
+    pool = ThreadPoolExecutor(cores)
+
+    def pil_pool() -> None:
+        list(pool.map(lambda d: refs_hf["pil"](images=[pillow_decode(d)], return_tensors="np"), data))
+
+    fns["ref torchvision"] = tv_loop
+    fns["ref pil"] = pil_pool
+    t = interleaved_medians(fns, max(1, REPEAT // 2))
+    n = len(data)
+    print(f"\n## Materializer, {n} mixed refs, {cores} threads (pixel cache off)\n")
+    print("| backend | reference img/s | rawmm img/s | ratio |\n|---|---|---|---|")
+    names = {"torchvision": "Pillow + HF tv, torch threads", "pil": "Pillow + HF PIL, thread pool"}
+    for b, ref_name in names.items():
+        print(
+            f"| {b} ({ref_name}) | {n / t[f'ref {b}']:.1f} | {n / t[f'rawmm {b}']:.1f} "
+            f"| {t[f'ref {b}'] / t[f'rawmm {b}']:.2f}x |"
+        )
+    pool.shutdown()
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rawmm-bench-decode-") as tmp:
+        store = AssetStore(Path(tmp) / "store", run_id="bench")
+        decode_section()
+        materialize_section(store)
+        materializer_section(store)
+    print(f"\n({os.cpu_count()} cores, {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
