@@ -8,6 +8,7 @@ __all__ = [
     "MAX_SIDE",
     "ImageLayout",
     "LayoutCore",
+    "decode_png",
     "encode_png",
     "fingerprint_bytes",
     "fingerprint_file",
