@@ -7,6 +7,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from PIL import Image
 
 from images import encode, make_image
 from rawmm import AssetStore, Layout, LayoutError, Materializer, adapter_for
@@ -68,3 +69,24 @@ def test_materialize_and_materializer_into_one_array(preset: str, tmp_path: Path
             assert np.array_equal(m.materialize(batch).pixel_values, want)
             with pytest.raises(LayoutError):
                 m.materialize(batch, out=np.empty((1, *want.shape[1:]), np.float32))
+
+
+def test_materializer_into_one_array_per_ref(tmp_path: Path) -> None:
+    layout = Layout.preset("qwen2_5_vl")
+    adapter = adapter_for(layout)
+    store = AssetStore(tmp_path / "store", run_id="t")
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in [(70, 50), (33, 90), (70, 50)]]
+    refs = [adapter.ref(adapter.describe(encode(Image.fromarray(im)), store=store)).to_string() for im in images]
+    want = [layout.pixel_values(im).pixel_values for im in images]
+    for cache in (0, 1 << 30):
+        with Materializer(adapter, store, processor_id="t", cache_bytes=cache, threads=2) as m:
+            for _ in range(2):  # the second round hits the cache when it is on
+                outs = [np.full(w.shape, np.nan, np.float32) for w in want]
+                got = m.materialize(refs, out=outs)
+                assert got.pixel_values is outs
+                assert all(np.array_equal(o, w) for o, w in zip(outs, want, strict=True))
+            with pytest.raises(LayoutError):
+                m.materialize(refs, out=outs[:2])
+            with pytest.raises(LayoutError):
+                m.materialize(refs, out=[outs[1], outs[0], outs[2]])  # shapes follow the refs

@@ -90,7 +90,8 @@ class Descriptor:
 
 @dataclass(frozen=True, slots=True)
 class ModelInputs:
-    """Materialized model inputs of one or more images."""
+    """Materialized model inputs of one or more images (`pixel_values` is a list of arrays,
+    one per image, when the Materializer is given a list `out`)."""
 
     pixel_values: np.ndarray
     grid_thw: np.ndarray
@@ -520,11 +521,15 @@ class Materializer:
         refs: Sequence[Any],
         *,
         outer: Sequence[tuple[str, str, int]] | None = None,
-        out: np.ndarray | None = None,
+        out: np.ndarray | Sequence[np.ndarray] | None = None,
     ) -> ModelInputs:
-        """The batch's pixels in one array, each image written straight into its rows (no
-        concatenation pass): a fresh array, or `out` (C-contiguous float32 of the batch's
-        shape), e.g. a reused pinned buffer."""
+        """The batch's pixels, each image written straight into its destination (no
+        concatenation pass): one fresh array; or `out`, either one C-contiguous float32 array of
+        the batch's shape (e.g. a reused pinned buffer) or a list of such arrays, one per ref of
+        that image's shape, which `pixel_values` then is.
+
+        Reads run ahead on an I/O pool; each worker verifies, decodes and packs one image at a
+        time with the GIL released, so at most `threads` decoded images are alive at once."""
         if isinstance(refs, str | bytes | Mapping | RawMMRef) or not isinstance(refs, Sequence):
             raise RefFormatError(f"refs must be a list, got {type(refs).__name__}")
         if not refs:
@@ -548,22 +553,33 @@ class Materializer:
             key = cache_key(text, fm, mm_hash, length, self.processor_id, self.adapter.layout.fingerprint)
             planned.append((key, parsed, mm_hash, grid))
         rows = [g[0] * g[1] * g[2] for *_, g in planned]
-        dest = self._destination(sum(rows), out)
-        jobs = []
-        start = 0
-        for (key, parsed, mm_hash, _), n in zip(planned, rows, strict=True):
-            view = dest[start : start + n]
-            jobs.append((view, self._get(key, parsed, mm_hash, view)))
-            start += n
+        if isinstance(out, list | tuple):
+            if len(out) != len(refs):
+                raise LayoutError(f"out has {len(out)} arrays for {len(refs)} refs")
+            views = [self._destination(n, o) for n, o in zip(rows, out, strict=True)]
+            dest: np.ndarray | Sequence[np.ndarray] = out
+        else:
+            batch = self._destination(sum(rows), out)
+            bounds = np.cumsum([0, *rows])
+            views = [batch[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            dest = batch
+        # Images run in parallel, so each one's pixel work stays on its own worker thread
+        # (no nested all-core pool); a single image gets all cores.
+        threads = 1 if len(refs) > 1 and self.threads > 1 else None
+        jobs = [
+            (view, self._get(key, parsed, mm_hash, view, threads))
+            for (key, parsed, mm_hash, _), view in zip(planned, views, strict=True)
+        ]
         grids = []
         for view, fut in jobs:
             result = fut.result()
             if result.pixel_values is not view:  # a cache hit or another request's result
                 np.copyto(view, result.pixel_values)
             grids.append(result.grid_thw)
-        return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)
+        # With a list `out`, pixel_values is that list (ModelInputs documents it).
+        return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)  # type: ignore[arg-type]
 
-    def _destination(self, rows: int, out: np.ndarray | None) -> np.ndarray:
+    def _destination(self, rows: int, out: object) -> np.ndarray:
         layout = self.adapter.layout
         p = layout.knobs["patch_size"]
         if layout.family == "kimi_k25":
@@ -579,7 +595,9 @@ class Materializer:
             raise LayoutError("out must be C-contiguous and writable")
         return out
 
-    def _get(self, key: str, parsed: Any, mm_hash: str, view: np.ndarray) -> Future[ModelInputs]:
+    def _get(
+        self, key: str, parsed: Any, mm_hash: str, view: np.ndarray, threads: int | None
+    ) -> Future[ModelInputs]:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -601,22 +619,24 @@ class Materializer:
                 outer_hash=mm_hash,
                 fetched=fetched,
                 out=view,
+                threads=threads,
             )
             self._inflight[key] = fut
         fut.add_done_callback(lambda f: self._finish(key, f))
         return fut
 
     def _finish(self, key: str, fut: Future[ModelInputs]) -> None:
+        result = None
+        if fut.exception() is None and 0 < fut.result().pixel_values.nbytes <= self.cache_bytes:
+            # Only verified results are cached. The result lives in the caller's array, which
+            # the caller may reuse: cache a copy, made on this worker outside the lock.
+            done = fut.result()
+            result = ModelInputs(done.pixel_values.copy(), done.grid_thw, done.grid_key)
         with self._lock:
             self._inflight.pop(key, None)
-            if fut.exception() is not None or self.cache_bytes <= 0:
-                return  # only verified results are cached
-            result = fut.result()
-            size = result.pixel_values.nbytes
-            if size > self.cache_bytes:
+            if result is None or key in self._cache:
                 return
-            # The result lives in the caller's batch array, which the caller may reuse: cache a copy.
-            result = ModelInputs(result.pixel_values.copy(), result.grid_thw, result.grid_key)
+            size = result.pixel_values.nbytes
             self._cache[key] = result
             self._cached_bytes += size
             while self._cached_bytes > self.cache_bytes:

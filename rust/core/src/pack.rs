@@ -20,7 +20,8 @@ pub trait Element: Copy + Send + Sync + Default + 'static {
     fn from_f32(x: f32) -> Self;
 
     /// Normalises one segment of a patch row: `d[c].len()` pixels of `CH` interleaved bytes
-    /// from `src` (CH = 4: RGBX) into the three channel planes, through the table.
+    /// from the start of `src` (CH = 4: RGBX; `src` may run on past them) into the three
+    /// channel planes, through the table.
     #[inline(always)]
     fn segment<const CH: usize>(src: &[u8], d: [&mut [Self]; 3], norm: &Norm<Self>) {
         lut_segment::<Self, CH>(src, d, &norm.lut)
@@ -130,13 +131,53 @@ impl Element for u8 {
         x as u8
     }
 
-    /// The bytes themselves: a plain de-interleave, no table loads.
+    /// The bytes themselves: a plain de-interleave, with SSSE3 byte shuffles for a patch's
+    /// segment of up to 16 RGB pixels when 48 source bytes are readable.
     #[inline(always)]
     fn segment<const CH: usize>(src: &[u8], [d0, d1, d2]: [&mut [Self]; 3], _: &Norm<Self>) {
+        #[cfg(target_arch = "x86_64")]
+        if CH == 3 && d0.len() <= 16 && src.len() >= 48 && std::is_x86_feature_detected!("ssse3") {
+            // SAFETY: SSSE3 is present, and 48 bytes of `src` are readable.
+            let planes = unsafe { ssse3_deinterleave3(src) };
+            let n = d0.len();
+            for (d, plane) in [d0, d1, d2].into_iter().zip(&planes) {
+                d.copy_from_slice(&plane[..n]);
+            }
+            return;
+        }
         for (((a, b), c), px) in d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(src.chunks_exact(CH)) {
             (*a, *b, *c) = (px[0], px[1], px[2]);
         }
     }
+}
+
+/// 16 RGB pixels (48 bytes) as their R, G and B planes: each plane gathers its bytes from
+/// the three 16-byte loads with one shuffle per load.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn ssse3_deinterleave3(src: &[u8]) -> [[u8; 16]; 3] {
+    use std::arch::x86_64::*;
+    debug_assert!(src.len() >= 48);
+    let p = src.as_ptr() as *const __m128i;
+    let v = [_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)), _mm_loadu_si128(p.add(2))];
+    let mut out = [[0u8; 16]; 3];
+    for (c, plane) in out.iter_mut().enumerate() {
+        let mut acc = _mm_setzero_si128();
+        for (k, &reg) in v.iter().enumerate() {
+            // Output byte i takes source byte 3i + c when it lies in load k, else zero.
+            let mask: [i8; 16] = std::array::from_fn(|i| {
+                let j = 3 * i + c;
+                if j / 16 == k {
+                    (j % 16) as i8
+                } else {
+                    -1
+                }
+            });
+            acc = _mm_or_si128(acc, _mm_shuffle_epi8(reg, _mm_loadu_si128(mask.as_ptr() as *const __m128i)));
+        }
+        _mm_storeu_si128(plane.as_mut_ptr() as *mut __m128i, acc);
+    }
+    out
 }
 
 /// The normalisation of a layout: a table of every (channel, byte value), and on an AVX2 CPU
@@ -413,7 +454,7 @@ fn pack_qwen_band<T: Element, const CH: usize>(
         let mut next = WritePrefetch::next_item(base, r, rows, row_bytes, p);
         for y in 0..p {
             next.step();
-            let src = &band[patch + y * stride..][..p * CH];
+            let src = &band[patch + y * stride..];
             let o = y * p;
             T::segment::<CH>(src, [&mut c0[o..o + p], &mut c1[o..o + p], &mut c2[o..o + p]], norm);
         }
