@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 MODES = ["RGB", "RGBA", "LA", "L", "P", "P+tRNS", "L+tRNS", "RGB+tRNS", "PA", "1", "I;16", "CMYK", "I", "F"]
 CONTENT = ["noise", "gradient", "flat", "blocks"]
@@ -78,3 +79,22 @@ sides = st.one_of(st.integers(1, 48), st.integers(1, 400), st.integers(1, 1300),
 modes = st.sampled_from(MODES)
 kinds = st.sampled_from(CONTENT)
 seeds = st.integers(0, 2**32 - 1)
+
+
+def pillow_reference(data: bytes, *, exif: bool, composite: bool) -> np.ndarray:
+    """rawmm's decode rules written with Pillow's public API only: decode, EXIF transpose, then
+    LA/RGBA for images with alpha when compositing, RGB for the modes the core does not take."""
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    if exif:
+        im = ImageOps.exif_transpose(im)
+    has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # P with bytes transparency converted to RGB
+        if has_alpha and composite:
+            if im.mode not in ("LA", "RGBA"):
+                im = im.convert("RGBA")
+        elif im.mode not in ("L", "RGB", "LA", "RGBA"):
+            im = im.convert("RGB")
+    arr = np.asarray(im)
+    return arr[:, :, None] if arr.ndim == 2 else arr

@@ -77,7 +77,8 @@ def test_materializer_into_one_array_per_ref(tmp_path: Path) -> None:
     store = AssetStore(tmp_path / "store", run_id="t")
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in [(70, 50), (33, 90), (70, 50)]]
-    refs = [adapter.ref(adapter.describe(encode(Image.fromarray(im)), store=store)).to_string() for im in images]
+    descriptors = [adapter.describe(encode(Image.fromarray(im)), store=store) for im in images]
+    refs = [adapter.ref(d).to_string() for d in descriptors]
     want = [layout.pixel_values(im).pixel_values for im in images]
     for cache in (0, 1 << 30):
         with Materializer(adapter, store, processor_id="t", cache_bytes=cache, threads=2) as m:

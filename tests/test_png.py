@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 import zlib
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
+from images import pillow_reference
 from rawmm import pixels
 from rawmm.errors import RawmmError
 
@@ -24,27 +24,6 @@ CORPUS = sorted((Path(__file__).parent / "corpus" / "png").glob("*.png"))
 # Files Pillow decodes but the Rust decoder leaves to it: an APNG, and two with a bad CRC
 # that Pillow does not check (the Rust decoder is strict, so such files always go to Pillow).
 DECLINED = {"bugfixes-issue_202.png", "bugfixes-x_interlaced_chck.png", "pngsuite-xcsn0g01.png"}
-
-
-def pillow_reference(data: bytes, *, exif: bool, composite: bool) -> np.ndarray:
-    """rawmm's decode rules written with Pillow's public API only: decode, EXIF transpose, then
-    LA/RGBA for images with alpha when compositing, RGB for the modes the core does not take."""
-    im = Image.open(io.BytesIO(data))
-    im.load()
-    if exif:
-        from PIL import ImageOps
-
-        im = ImageOps.exif_transpose(im)
-    has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # P with bytes transparency converted to RGB
-        if has_alpha and composite:
-            if im.mode not in ("LA", "RGBA"):
-                im = im.convert("RGBA")
-        elif im.mode not in ("L", "RGB", "LA", "RGBA"):
-            im = im.convert("RGB")
-    arr = np.asarray(im)
-    return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 def rust(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:

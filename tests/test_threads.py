@@ -86,3 +86,23 @@ def test_fingerprint_releases_the_gil() -> None:
 
     data = np.random.default_rng(3).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
     assert progress_while(lambda: [fingerprint_bytes(data) for _ in range(8)]) > 0.5
+
+
+def test_png_decode_releases_the_gil() -> None:
+    import io
+
+    from PIL import Image
+
+    from rawmm import _core
+
+    buf = io.BytesIO()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(buf, "PNG", compress_level=1)
+    data = buf.getvalue()
+    assert _core.decode_png(data, "RGB") is not None
+
+    def work() -> None:
+        for _ in range(6):
+            _core.decode_png(data, "RGB")
+
+    assert progress_while(work) > 0.5

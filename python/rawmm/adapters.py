@@ -3,6 +3,7 @@ materialize refs back into model inputs (refs.md §5)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -560,8 +561,8 @@ class Materializer:
             dest: np.ndarray | Sequence[np.ndarray] = out
         else:
             batch = self._destination(sum(rows), out)
-            bounds = np.cumsum([0, *rows])
-            views = [batch[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            bounds = itertools.pairwise(np.cumsum([0, *rows]))
+            views = [batch[a:b] for a, b in bounds]
             dest = batch
         # Images run in parallel, so each one's pixel work stays on its own worker thread
         # (no nested all-core pool); a single image gets all cores.

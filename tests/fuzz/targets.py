@@ -16,18 +16,23 @@ from __future__ import annotations
 import io
 import json
 import random
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageOps
 
 import rawmm
 from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for
-from rawmm.pixels import DECODE_FORMATS
+from rawmm.pixels import DECODE_FORMATS, decode_array
 from rawmm.refs import parse_raw_mm_item
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, also under `python -m tests.fuzz`
+from images import pillow_reference
 
 CORPUS = Path(__file__).parent / "corpus"
 TARGETS = ("images", "refs", "envelopes")
@@ -106,6 +111,20 @@ _NO_EXIF = adapter_for(_LAYOUTS["qwen2_5_vl"].replace(exif_policy="ignore"))
 def images(data: bytes, ctx: Context) -> None:
     for adapter in (_ADAPTERS[0], _NO_EXIF):
         _image(data, ctx, adapter)
+    if data.startswith(b"\x89PNG") and pillow_size(data, ctx.store.max_pixels) is not None:
+        _png_pixels(data, ctx.store.max_pixels)
+
+
+def _png_pixels(data: bytes, max_pixels: int) -> None:
+    """The Rust PNG decoder, where it does not leave the file to Pillow, gives Pillow's pixels."""
+    for exif, composite in ((True, True), (False, False)):
+        try:
+            want = pillow_reference(data, exif=exif, composite=composite)
+        except Exception:
+            continue  # e.g. a palette Pillow refuses when converting: typed errors are checked above
+        got = _typed(decode_array, data, exif=exif, composite=composite, max_pixels=max_pixels)
+        if isinstance(got, np.ndarray):  # else Pillow decoded it (a view of Pillow's buffer)
+            assert np.array_equal(got, want), "the Rust PNG decoder differs from Pillow"
 
 
 def _image(data: bytes, ctx: Context, adapter: Any) -> None:
