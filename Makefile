@@ -66,6 +66,7 @@ bench: build
 	$(BIN)/python benches/bench_refs.py
 	$(BIN)/python benches/bench_store.py
 	$(BIN)/python benches/bench_out.py
+	$(BIN)/python benches/bench_decode.py
 
 # The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
 bench-rust:

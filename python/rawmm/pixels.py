@@ -222,7 +222,7 @@ def _read(source: Source, max_bytes: int) -> tuple[bytes, str]:
 
 
 def decode(
-    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    source: Source,
     *,
     exif: bool = True,
     max_pixels: int = MAX_IMAGE_PIXELS,
@@ -234,12 +234,15 @@ def decode(
     orientation when `exif`, as `ImageOps.exif_transpose` does."""
     data, name = _read(source, max_bytes)
     with _pillow_errors(name):
-        im = _open(data, name, max_pixels=max_pixels, check=check)
-        im.load()
-        if exif:
-            transpose = _transpose_of(im)
-            if transpose is not None:
-                im = im.transpose(transpose)
+        return _load(_open(data, name, max_pixels=max_pixels, check=check), exif)
+
+
+def _load(im: Image.Image, exif: bool) -> Image.Image:
+    im.load()
+    if exif:
+        transpose = _transpose_of(im)
+        if transpose is not None:
+            im = im.transpose(transpose)
     return im
 
 
@@ -248,7 +251,7 @@ CoreImage = np.ndarray | tuple[Any, Any, int, int, int, bool]
 
 
 def decode_array(
-    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    source: Source,
     *,
     exif: bool,
     composite: bool,
@@ -263,11 +266,14 @@ def decode_array(
     data, name = _read(source, max_bytes)
     with _pillow_errors(name):
         im = _open(data, name, max_pixels=max_pixels, check=check)
-        with im:
-            arr = rust_png(im, data, exif=exif, composite=composite) if im.format == "PNG" else None
-    if arr is not None:
-        return arr
-    return _pil_to_array(decode(data, exif=exif, max_pixels=max_pixels, check=check), composite)
+        if im.format == "PNG":
+            with im:  # reading the trailing metadata moved Pillow's file position: reopen below
+                arr = rust_png(im, data, exif=exif, composite=composite)
+            if arr is not None:
+                return arr
+            im = _open(data, name, max_pixels=max_pixels, check=check)
+        im = _load(im, exif)
+    return _pil_to_array(im, composite)
 
 
 def rust_png(im: Image.Image, data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
