@@ -350,6 +350,7 @@ impl LayoutCore {
             let msg = format!("values must be C-contiguous uint8 of shape [N, {row_shape:?}], got {shape:?}");
             return Err(Error::Layout(msg)).py_err(py);
         }
+        let stream = out.is_some(); // see `normalize_planar`
         let out = match out {
             Some(o) => o,
             // SAFETY: uninitialised, but every element is written below before Python sees it.
@@ -363,7 +364,7 @@ impl LayoutCore {
             let mut dst =
                 out.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
             let (src, dst) = (src.as_slice()?, dst.as_slice_mut()?);
-            let work = || rawmm_core::pack::normalize_planar(src, block, &norm, dst, threads != Some(1));
+            let work = || rawmm_core::pack::normalize_planar(src, block, &norm, dst, threads != Some(1), stream);
             let ok = match threads {
                 Some(n) if n > 1 => {
                     let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
