@@ -564,9 +564,9 @@ class Materializer:
             bounds = itertools.pairwise(np.cumsum([0, *rows]))
             views = [batch[a:b] for a, b in bounds]
             dest = batch
-        # Images run in parallel, so each one's pixel work stays on its own worker thread
-        # (no nested all-core pool); a single image gets all cores.
-        threads = 1 if len(refs) > 1 and self.threads > 1 else None
+        # Images run in parallel on the pool, so each image's pixel work gets its share of the
+        # threads (no nested all-core pools); a single image gets them all.
+        threads = max(1, self.threads // len(refs))
         jobs = [
             (view, self._get(key, parsed, mm_hash, view, threads))
             for (key, parsed, mm_hash, _), view in zip(planned, views, strict=True)

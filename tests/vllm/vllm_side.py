@@ -34,20 +34,14 @@ SPECIALS = [
 ]
 # The hub preprocessor configs (image part) of each family.
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-PROCESSORS = {
-    "qwen2_vl": dict(
-        patch_size=14, image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=3136, max_pixels=12845056
-    ),
-    "qwen2_5_vl": dict(
-        patch_size=14, image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=3136, max_pixels=12845056
-    ),
-    "qwen3_vl": dict(
-        patch_size=16,
-        image_mean=[0.5] * 3,
-        image_std=[0.5] * 3,
-        size={"shortest_edge": 65536, "longest_edge": 16777216},
-    ),
-}
+QWEN2 = dict(patch_size=14, image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=3136, max_pixels=12845056)
+QWEN3 = dict(
+    patch_size=16,
+    image_mean=[0.5] * 3,
+    image_std=[0.5] * 3,
+    size={"shortest_edge": 65536, "longest_edge": 16777216},
+)
+PROCESSORS = {"qwen2_vl": QWEN2, "qwen2_5_vl": QWEN2, "qwen3_vl": QWEN3}
 
 
 def tokenizer(folder: Path) -> dict[str, int]:
@@ -91,40 +85,20 @@ def model_folder(family: str, folder: Path) -> dict[str, int]:
         torch_dtype="float32",
     )
     p = PROCESSORS[family]["patch_size"]
+    small = dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=64, patch_size=p)
     if family == "qwen2_vl":
         arch = "Qwen2VLForConditionalGeneration"
         vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=p)
         proc, image_proc = "Qwen2VLProcessor", "Qwen2VLImageProcessor"
     elif family == "qwen2_5_vl":
         arch = "Qwen2_5_VLForConditionalGeneration"
-        vision = dict(
-            depth=1,
-            hidden_size=32,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=64,
-            patch_size=p,
-            fullatt_block_indexes=[0],
-            window_size=112,
-        )
+        vision = small | dict(fullatt_block_indexes=[0], window_size=112)
         proc, image_proc = "Qwen2_5_VLProcessor", "Qwen2VLImageProcessor"
     else:
         arch = "Qwen3VLForConditionalGeneration"
-        text.pop("rope_scaling")
-        text |= dict(
-            head_dim=32,
-            rope_scaling={"rope_type": "default", "mrope_section": [4, 6, 6], "mrope_interleaved": True},
-        )
-        vision = dict(
-            depth=1,
-            hidden_size=32,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=64,
-            patch_size=p,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=[0],
-        )
+        mrope = {"rope_type": "default", "mrope_section": [4, 6, 6], "mrope_interleaved": True}
+        text |= dict(head_dim=32, rope_scaling=mrope)
+        vision = small | dict(num_position_embeddings=64, deepstack_visual_indexes=[0])
         proc, image_proc = "Qwen3VLProcessor", "Qwen2VLImageProcessorFast"
     config = dict(architectures=[arch], model_type=family, text_config=text, vision_config=vision, **common)
     if family != "qwen3_vl":
