@@ -11,7 +11,8 @@ which the contenders take turns (`_common.interleaved_medians`).
 2. `adapter.materialize(ref)` on one thread (read from a local store, BLAKE3 verify, decode,
    pixels) against Pillow decode + each HF backend (torch limited to one thread); and
    materialize over its own parts (decode + `pixel_values` of the decoded array).
-3. A batch of 48 mixed refs (JPEG photos, PNG screenshots, 300..1600 px) on all cores: the
+3. Peak memory of one large PNG with rows streamed into the resize against decoding it whole.
+4. A batch of 48 mixed refs (JPEG photos, PNG screenshots, 300..1600 px) on all cores: the
    Materializer (pixel cache off) against Pillow decode + HF torchvision at equal threads, and
    Pillow decode + HF PIL on a thread pool of that size.
 """
@@ -117,6 +118,55 @@ def materialize_section(store: AssetStore) -> None:
         )
 
 
+PEAK_SCRIPT = r"""
+import io, json, sys
+sys.path.insert(0, sys.argv[1])
+from _common import screenshot
+from rawmm import Layout, pixels
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+layout = Layout.preset("qwen2_5_vl").replace(max_pixels=1003520)
+buf = io.BytesIO()
+screenshot(3840, 2160).save(buf, "PNG")
+data = buf.getvalue()
+stream = sys.argv[2] == "stream"
+def run():
+    if stream:
+        return pixels.png_pixel_values(layout, data, threads=1)
+    return pixels.core_pixel_values(layout, [pixels.decode_array(data, exif=True, composite=True)], threads=1)
+run()  # load everything the call needs
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+before = status("VmRSS:")
+out = run()
+print(json.dumps({"added": status("VmHWM:") - before, "output": out.pixel_values.nbytes}))
+"""
+
+
+def memory_section() -> None:
+    """Peak memory of one 3840x2160 PNG screenshot to pixel_values at Qwen2.5-VL with the
+    common RL budget max_pixels=1003520 (a 4.6x downscale), streamed rows against decoding
+    whole; fresh processes, glibc thresholds fixed so every buffer counts."""
+    import json
+    import subprocess
+
+    here = str(Path(__file__).parent)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+    peaks = {}
+    for how in ("stream", "whole"):
+        cmd = [sys.executable, "-c", PEAK_SCRIPT, here, how]
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        peaks[how] = json.loads(run.stdout.strip().splitlines()[-1])
+    print("\n## Peak memory beyond the output: 3840x2160 PNG, max_pixels=1003520, one thread\n")
+    print("| decode | extra peak MB | output MB |\n|---|---|---|")
+    labels = {"whole": "decode whole, then pixel_values", "stream": "rows streamed into the resize"}
+    for how, label in labels.items():
+        p = peaks[how]
+        print(f"| {label} | {(p['added'] - p['output']) / 2**20:.1f} | {p['output'] / 2**20:.1f} |")
+
+
 def mixed_batch() -> list[bytes]:
     rng = np.random.default_rng(12)
     out = []
@@ -172,6 +222,7 @@ def main() -> None:
         decode_section()
         materialize_section(store)
         materializer_section(store)
+    memory_section()
     print(f"\n({os.cpu_count()} cores, {time.perf_counter() - t0:.0f} s)")
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from images import pillow_reference
-from rawmm import pixels
+from rawmm import Layout, pixels
 from rawmm.errors import RawmmError
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "png").glob("*.png"))
@@ -224,3 +224,52 @@ def test_declined_files_decode_with_pillow() -> None:
         data = (CORPUS[0].parent / name).read_bytes()
         want = layout.pixel_values(pillow_reference(data, exif=True, composite=True)).pixel_values
         assert np.array_equal(layout.pixel_values(data).pixel_values, want)
+
+
+# -- rows streamed into the resize ---------------------------------------------------------------
+
+STREAM_LAYOUTS = {
+    "qwen2_5_vl torchvision": Layout.preset("qwen2_5_vl"),
+    "qwen2_5_vl pil": Layout.preset("qwen2_5_vl", backend="pil"),
+    # Small pixel budgets force downscales, tall ones Pillow 13's vertical-first order.
+    "qwen3_vl pil, small": Layout.preset("qwen3_vl", backend="pil").replace(
+        min_pixels=1024, max_pixels=16384
+    ),
+    "qwen2_vl tv, small": Layout.preset("qwen2_vl").replace(min_pixels=784, max_pixels=12544),
+    "kimi_k25": Layout.preset("kimi_k25"),
+    "qwen2_5_vl, alpha dropped": Layout.preset("qwen2_5_vl").replace(alpha_policy="drop"),
+}
+
+
+@given(pngs(), st.sampled_from(sorted(STREAM_LAYOUTS)), st.integers(1, 12))
+def test_streamed_png_pixel_values_equal_the_decoded_image(
+    case: tuple[bytes, str], name: str, scale: int
+) -> None:
+    """`png_pixel_values` (rows decoded block by block into the resize, no decoded image held)
+    equals `pixel_values` of the image Pillow decodes, wherever it applies; it applies to every
+    non-interlaced, unrotated PNG whose resize starts with the horizontal pass."""
+    data, label = case
+    layout = STREAM_LAYOUTS[name]
+    im = Image.open(io.BytesIO(data))
+    if scale > 1:  # larger images too, rebuilt from the decoded one in its own mode
+        im = im.resize((im.width * scale, im.height * scale + 1))
+        buf = io.BytesIO()
+        keep = {"transparency": im.info["transparency"]} if "transparency" in im.info else {}
+        im.save(buf, "PNG", **keep)
+        data = buf.getvalue()
+    exif = layout.knobs["exif_policy"] == "apply"
+    composite = layout.knobs["alpha_policy"] == "composite_white"
+    want = layout.pixel_values(pillow_reference(data, exif=exif, composite=composite))
+    got = pixels.png_pixel_values(layout, data)
+    with Image.open(io.BytesIO(data)) as opened:
+        w, h = opened.size
+        interlaced = bool(opened.info.get("interlace"))
+    lay = layout.image(w, h)
+    tall = lay.resized_height < h and h - lay.resized_height > 2 * (w - lay.resized_width)
+    transposed = pixels.probe(data).transpose is not None
+    vertical_first = tall and layout.knobs.get("backend", "pil") == "pil"  # Pillow 13's pass order
+    if not (interlaced or transposed or vertical_first):
+        assert got is not None, f"{label}: the streaming path declined"
+    if got is not None:
+        assert np.array_equal(got.grid_thw, want.grid_thw)
+        assert np.array_equal(got.pixel_values.view(np.uint32), want.pixel_values.view(np.uint32)), label

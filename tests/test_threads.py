@@ -106,3 +106,9 @@ def test_png_decode_releases_the_gil() -> None:
             _core.decode_png(data, "RGB")
 
     assert progress_while(work) > 0.5
+
+    # Rows streamed into the resize and packed (`png_pixel_values`), likewise.
+    layout = Layout.preset("qwen2_5_vl")
+    assert layout._core.png_pixel_values(data, "RGB", threads=1) is not None
+    streamed = lambda: [layout._core.png_pixel_values(data, "RGB", threads=1) for _ in range(4)]  # noqa: E731
+    assert progress_while(streamed) > 0.5

@@ -119,6 +119,17 @@ class LayoutCore:
         threads: int | None = None,
         arithmetic: str = "transformers",
     ) -> npt.NDArray[np.float32]: ...
+    def png_pixel_values(
+        self,
+        data: Any,
+        mode: str,
+        *,
+        key: tuple[int, int, int] | None = None,
+        alphas: bytes | None = None,
+        dtype: str = "float32",
+        threads: int | None = None,
+        out: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]] | None: ...
     def frames_pixel_values(
         self,
         frames: list[Any],

@@ -276,6 +276,44 @@ def decode_array(
     return _pil_to_array(im, composite)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_pixel_values(
+    layout: Layout,
+    source: Source,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    check: Callable[[int, int], Any] | None = None,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> PixelValues | None:
+    """`pixel_values` of one PNG without ever holding its decoded image: the Rust core decodes
+    rows a block at a time straight into the resize (`LayoutCore.png_pixel_values`). None where
+    that path does not apply (not a PNG, an EXIF rotation or flip, interlacing, a resize that
+    runs vertically first, anything the Rust decoder declines): the caller then decodes whole."""
+    data, name = _read(source, max_bytes)
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    knobs = layout.knobs
+    with _pillow_errors(name):
+        im = _open(data, name, max_pixels=max_pixels, check=check)
+        with im:
+            if im.format != "PNG":
+                return None
+            _png_trailing_metadata(im, len(data))  # what `load` adds to info: transparency, eXIf
+            args = _png_transparency(im.mode, im.info.get("transparency"))
+            if args is None or (knobs["exif_policy"] == "apply" and _transpose_of(im) is not None):
+                return None
+            mode = im.mode
+    res = layout._core.png_pixel_values(data, mode, **args, threads=threads, out=out)
+    if res is None:
+        return None
+    values, grid, tokens = res
+    return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)
+
+
 def rust_png(im: Image.Image, data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
     """The Rust core's decode of a PNG that Pillow has opened (`im`, header read), or None
     where only Pillow should decode it."""

@@ -8,7 +8,6 @@
 //! error, checksums included) returns `None`, and the caller decodes with Pillow instead, which
 //! then gives the authoritative pixels or error.
 
-use std::borrow::Cow;
 use std::io::Cursor;
 
 use png::{BitDepth, ColorType, DecodeOptions, Decoder, Limits, Transformations};
@@ -83,76 +82,182 @@ pub struct Raster {
 /// RGBA; otherwise P, 1 and I;16 become RGB and the rest keep their bands. `None`: not for this
 /// decoder (see the module doc).
 pub fn png(data: &[u8], mode: PngMode, transparency: &Transparency, composite: bool) -> Option<Raster> {
-    let mut options = DecodeOptions::default();
-    // Strict where Pillow is lenient: a file that fails here goes to Pillow, never the reverse.
-    options.set_ignore_adler32(false);
-    options.set_skip_ancillary_crc_failures(false);
-    options.set_ignore_text_chunk(true);
-    options.set_ignore_iccp_chunk(true);
-    let mut decoder = Decoder::new_with_options(Cursor::new(data), options);
-    // The caller has checked the pixel and byte caps on the header.
-    decoder.set_limits(Limits { bytes: usize::MAX });
-    decoder.set_transformations(Transformations::IDENTITY);
-    let mut reader = decoder.read_info().ok()?;
-    let info = reader.info();
-    if info.animation_control.is_some() || PngMode::of(info.color_type, info.bit_depth) != mode {
-        return None;
-    }
-    let (color, depth) = (info.color_type, info.bit_depth);
-    let (width, height) = (info.width as usize, info.height as usize);
-    let palette = palette_table(info.palette.as_deref(), transparency, mode)?;
-    let line = reader.output_line_size(info.width)?;
-    let mut raw = crate::mem::zeroed(reader.output_buffer_size()?);
-    reader.next_frame(&mut raw).ok()?;
+    let mut rows = PngRows::open(data, mode, transparency, composite)?;
+    let (width, height, channels) = (rows.width, rows.height, rows.channels);
+    let mut raw = crate::mem::zeroed(rows.reader.output_buffer_size()?);
+    rows.reader.next_frame(&mut raw).ok()?; // de-interlaces too
+    let data = if rows.direct() {
+        raw // the raw samples are already Pillow's bytes
+    } else {
+        let mut out = Vec::with_capacity(width * height * channels);
+        raw.chunks_exact(rows.line).for_each(|r| rows.convert(r, &mut out));
+        out
+    };
+    Some(Raster { data, width, height, channels })
+}
 
-    let has_alpha = matches!(mode, PngMode::La | PngMode::Rgba) || *transparency != Transparency::None;
-    let to_alpha = has_alpha && composite;
-    let out = |data: Vec<u8>, channels| Some(Raster { data, width, height, channels });
-    let n = width * height;
-    let bits = depth as u8;
-    match mode {
-        // Raw samples are already Pillow's bytes.
-        PngMode::L | PngMode::La | PngMode::Rgb | PngMode::Rgba
-            if bits == 8 && !(to_alpha && matches!(mode, PngMode::L | PngMode::Rgb)) =>
-        {
-            out(raw, color.samples())
+/// An opened PNG whose rows convert one at a time to the raster `png` returns, so a caller can
+/// consume a non-interlaced image row by row without holding it whole.
+pub struct PngRows<'a> {
+    reader: png::Reader<Cursor<&'a [u8]>>,
+    mode: PngMode,
+    bits: u8,
+    grey_alpha: bool,
+    to_alpha: bool,
+    key: [u8; 3],
+    palette: [[u8; 4]; 256],
+    /// Bytes of one raw row.
+    line: usize,
+    row: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    /// Channels of the converted rows (1 L, 2 LA, 3 RGB, 4 RGBA).
+    pub channels: usize,
+    pub interlaced: bool,
+}
+
+impl<'a> PngRows<'a> {
+    /// The header and palette read, the conversion chosen; None as for `png`.
+    pub fn open(data: &'a [u8], mode: PngMode, transparency: &Transparency, composite: bool) -> Option<Self> {
+        let mut options = DecodeOptions::default();
+        // Strict where Pillow is lenient: a file that fails here goes to Pillow, never the reverse.
+        options.set_ignore_adler32(false);
+        options.set_skip_ancillary_crc_failures(false);
+        options.set_ignore_text_chunk(true);
+        options.set_ignore_iccp_chunk(true);
+        let mut decoder = Decoder::new_with_options(Cursor::new(data), options);
+        // The caller has checked the pixel and byte caps on the header.
+        decoder.set_limits(Limits { bytes: usize::MAX });
+        decoder.set_transformations(Transformations::IDENTITY);
+        let reader = decoder.read_info().ok()?;
+        let info = reader.info();
+        if info.animation_control.is_some() || PngMode::of(info.color_type, info.bit_depth) != mode {
+            return None;
         }
-        PngMode::Rgba => out(high_bytes(&raw, color == ColorType::GrayscaleAlpha), 4),
-        PngMode::P => {
-            let indices = unpack(&raw, line, width, height, bits);
-            out(lookup(&indices, &palette, if to_alpha { 4 } else { 3 }), if to_alpha { 4 } else { 3 })
+        let has_alpha = matches!(mode, PngMode::La | PngMode::Rgba) || *transparency != Transparency::None;
+        let to_alpha = has_alpha && composite;
+        let key = match transparency {
+            Transparency::Key(k) => k.map(|k| k as u8), // `convert_transparent` compares low bytes
+            Transparency::Alphas(_) if mode != PngMode::P => return None,
+            _ => [0; 3],
+        };
+        let keyed = to_alpha && !matches!(mode, PngMode::La | PngMode::Rgba | PngMode::P);
+        if keyed && !matches!(transparency, Transparency::Key(_)) {
+            return None;
         }
-        _ => {
-            // Greyscale and RGB: Pillow's 8-bit pixels, then a colour key to alpha or RGB.
-            let (pixels, channels): (Cow<[u8]>, usize) = match mode {
-                PngMode::Rgb if bits == 16 => (high_bytes(&raw, false).into(), 3),
-                PngMode::Rgb => (raw.into(), 3),
-                PngMode::I16 => (raw.chunks_exact(2).map(|s| if s[0] == 0 { s[1] } else { 255 }).collect(), 1),
-                _ => {
-                    let scale = match bits {
-                        1 => 255,
-                        2 => 0x55,
-                        4 => 0x11,
-                        _ => 1,
-                    };
-                    let samples = unpack(&raw, line, width, height, bits);
-                    if scale == 1 {
-                        (samples, 1)
+        let channels = match mode {
+            PngMode::La => 2,
+            PngMode::Rgba => 4,
+            _ if to_alpha => 4,
+            PngMode::L => 1,
+            _ => 3,
+        };
+        let rows = PngRows {
+            mode,
+            bits: info.bit_depth as u8,
+            grey_alpha: info.color_type == ColorType::GrayscaleAlpha,
+            to_alpha,
+            key,
+            palette: palette_table(info.palette.as_deref(), transparency, mode)?,
+            line: reader.output_line_size(info.width)?,
+            row: Vec::new(),
+            width: info.width as usize,
+            height: info.height as usize,
+            channels,
+            interlaced: info.interlaced,
+            reader,
+        };
+        Some(rows)
+    }
+
+    /// Whether the raw samples are already the converted bytes.
+    fn direct(&self) -> bool {
+        self.bits == 8 && matches!(self.mode, PngMode::L | PngMode::La | PngMode::Rgb | PngMode::Rgba) && !self.keyed()
+    }
+
+    fn keyed(&self) -> bool {
+        self.to_alpha && !matches!(self.mode, PngMode::La | PngMode::Rgba | PngMode::P)
+    }
+
+    /// Appends the next `n` rows (fewer at the end) of a non-interlaced image, converted, to
+    /// `out`; after the last row, checks the rest of the image data as `png` does. None on
+    /// any decoding error.
+    pub fn read_rows(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()> {
+        debug_assert!(!self.interlaced);
+        let mut row = std::mem::take(&mut self.row);
+        row.resize(self.line, 0);
+        for _ in 0..n {
+            self.reader.read_row(&mut row).ok()??;
+            self.convert(&row, out);
+        }
+        self.row = row;
+        Some(())
+    }
+
+    /// Reads past the last row: the rest of the image data, and its checksum, must be sound.
+    pub fn finish(&mut self) -> Option<()> {
+        let mut row = std::mem::take(&mut self.row);
+        row.resize(self.line, 0);
+        self.reader.read_row(&mut row).ok()?.is_none().then_some(())
+    }
+
+    /// One raw row (`line` bytes) converted and appended to `out`.
+    fn convert(&self, raw: &[u8], out: &mut Vec<u8>) {
+        let (w, bits) = (self.width, self.bits);
+        match self.mode {
+            _ if self.direct() => out.extend_from_slice(&raw[..w * self.channels]),
+            PngMode::Rgba if self.grey_alpha => raw.chunks_exact(4).for_each(|s| out.extend([s[0], s[0], s[0], s[2]])),
+            PngMode::Rgba => out.extend(raw.iter().step_by(2)),
+            PngMode::P => {
+                let c = self.channels;
+                for_each_sample(raw, w, bits, |i| out.extend_from_slice(&self.palette[i as usize][..c]));
+            }
+            _ => {
+                // Greyscale and RGB: Pillow's 8-bit pixel, then a colour key to alpha, or RGB.
+                let mut push = |px: [u8; 3], grey: bool| {
+                    if self.keyed() {
+                        out.extend(px);
+                        out.push(if px == self.key { 0 } else { 255 });
+                    } else if !grey || self.channels == 3 {
+                        out.extend(px); // RGB, and "1" and I;16 to RGB
                     } else {
-                        (samples.iter().map(|&v| v * scale).collect(), 1)
+                        out.push(px[0]);
+                    }
+                };
+                match self.mode {
+                    PngMode::Rgb if bits == 16 => raw.chunks_exact(6).for_each(|s| push([s[0], s[2], s[4]], false)),
+                    PngMode::Rgb => raw[..3 * w].chunks_exact(3).for_each(|s| push([s[0], s[1], s[2]], false)),
+                    PngMode::I16 => raw.chunks_exact(2).for_each(|s| {
+                        let v = if s[0] == 0 { s[1] } else { 255 }; // Pillow's I;16 → 8 bits clips
+                        push([v; 3], true)
+                    }),
+                    _ => {
+                        // Pillow's "1", L;2 and L;4 unpackers scale to 8 bits.
+                        let scale = match bits {
+                            1 => 255,
+                            2 => 0x55,
+                            4 => 0x11,
+                            _ => 1,
+                        };
+                        for_each_sample(raw, w, bits, |v| push([v * scale; 3], true));
                     }
                 }
-            };
-            if to_alpha {
-                let Transparency::Key(key) = transparency else { return None };
-                out(keyed(&pixels, channels, key.map(|k| k as u8)), 4)
-            } else if channels == 1 && mode != PngMode::L {
-                out(pixels.iter().flat_map(|&v| [v, v, v]).collect(), 3) // "1" and I;16 to RGB
-            } else {
-                debug_assert_eq!(pixels.len(), n * channels);
-                out(pixels.into_owned(), channels)
             }
         }
+    }
+}
+
+/// Calls `f` with each of the `width` samples of a row packed at `bits` (MSB first).
+#[inline(always)]
+fn for_each_sample(row: &[u8], width: usize, bits: u8, mut f: impl FnMut(u8)) {
+    if bits == 8 {
+        row[..width].iter().for_each(|&v| f(v));
+        return;
+    }
+    let (per_byte, mask) = (8 / bits as usize, (1u8 << bits) - 1);
+    for x in 0..width {
+        let shift = 8 - bits as usize * (x % per_byte + 1);
+        f((row[x / per_byte] >> shift) & mask);
     }
 }
 
@@ -176,51 +281,6 @@ fn palette_table(plte: Option<&[u8]>, transparency: &Transparency, mode: PngMode
         _ => return None,
     }
     Some(table)
-}
-
-/// One byte per pixel from rows of `line` bytes packed at `bits` per sample, MSB first.
-fn unpack(raw: &[u8], line: usize, width: usize, height: usize, bits: u8) -> Cow<'_, [u8]> {
-    if bits == 8 {
-        return raw.into();
-    }
-    let (per_byte, mask) = (8 / bits as usize, (1u8 << bits) - 1);
-    let mut out = Vec::with_capacity(width * height);
-    for row in raw.chunks_exact(line).take(height) {
-        for x in 0..width {
-            let shift = 8 - bits as usize * (x % per_byte + 1);
-            out.push((row[x / per_byte] >> shift) & mask);
-        }
-    }
-    out.into()
-}
-
-/// The most significant byte of each big-endian 16-bit sample (Pillow's `;16B` unpackers); a
-/// greyscale-alpha pair becomes RGBA, as Pillow's `LA;16B` does.
-fn high_bytes(raw: &[u8], grey_alpha: bool) -> Vec<u8> {
-    if grey_alpha {
-        raw.chunks_exact(4).flat_map(|s| [s[0], s[0], s[0], s[2]]).collect()
-    } else {
-        raw.iter().step_by(2).copied().collect()
-    }
-}
-
-fn lookup(indices: &[u8], table: &[[u8; 4]; 256], channels: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(indices.len() * channels);
-    for &i in indices {
-        out.extend_from_slice(&table[i as usize][..channels]);
-    }
-    out
-}
-
-/// `convert_transparent` to RGBA: pixels equal to the key get alpha 0.
-fn keyed(pixels: &[u8], channels: usize, key: [u8; 3]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(pixels.len() / channels * 4);
-    for p in pixels.chunks_exact(channels) {
-        let rgb = if channels == 1 { [p[0]; 3] } else { [p[0], p[1], p[2]] };
-        out.extend_from_slice(&rgb);
-        out.push(if rgb == key { 0 } else { 255 });
-    }
-    out
 }
 
 /// Pillow's `Image.Transpose` values (what `ImageOps.exif_transpose` applies).

@@ -422,8 +422,20 @@ pub fn pack_image<T: Element>(
     parallel: bool,
 ) {
     let (rw, rh) = (job.resized_width, job.resized_height);
-    assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
     let rs = RowResizer::new(job.rgb, job.channels, true, (job.width, job.height), (rw, rh), resample);
+    pack_resized(&rs, packing, norm, out, parallel)
+}
+
+/// Packs the output rows of `rs` (band by band, in parallel when `parallel`) into `out`.
+pub fn pack_resized<T: Element>(
+    rs: &RowResizer,
+    packing: Packing,
+    norm: &Norm<T>,
+    out: &mut [MaybeUninit<T>],
+    parallel: bool,
+) {
+    let (rw, rh) = (rs.out_width, rs.out_height);
+    assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
     let ch = rs.channels();
     let (band_rows, band_len) = match packing {
         Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::convert::to_rgb;
+use crate::decode::PngRows;
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, ImageLayout, Knobs, PixelKnobs};
-use crate::pack::{pack_image, Element, Job, Norm, Packing};
+use crate::layout::{AlphaPolicy, Geometry, ImageLayout, Knobs, PixelKnobs};
+use crate::pack::{pack_image, pack_resized, Element, Job, Norm, Packing};
+use crate::resample::{Horizontal, RowResizer, Scratch};
 
 /// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
 /// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA, or RGBX when `alpha` is false: Pillow's own layout).
@@ -162,6 +164,61 @@ impl Knobs {
 }
 
 impl Knobs {
+    /// A non-interlaced PNG straight to this layout's output: rows are decoded, converted to RGB
+    /// and filtered horizontally a block at a time as they arrive, so only the horizontally
+    /// resized rows are ever held, never the decoded image; the vertical pass and the pack then
+    /// run band by band as for any image. Bit-identical to decoding whole and calling
+    /// `pixel_values`. None when the decoder fails (the caller decodes otherwise), or when the
+    /// resize runs its vertical pass first (Pillow 13's rule for tall downscales), which a
+    /// row stream cannot feed.
+    pub fn png_pixel_values_into<T: Element>(
+        &self,
+        rows: &mut PngRows,
+        layout: &ImageLayout,
+        out: &mut [std::mem::MaybeUninit<T>],
+        threads: Option<usize>,
+    ) -> Option<()> {
+        let (w, h) = (rows.width, rows.height);
+        let (rw, rh) = (layout.resized_width as usize, layout.resized_height as usize);
+        let resample = self.pixel.resample();
+        if rows.interlaced || crate::resample::vertical_first(resample, w, h, rw, rh) {
+            return None;
+        }
+        let has_alpha = matches!(rows.channels, 2 | 4);
+        // Channels after RGB conversion: 3, or 4 with an unused fourth (RGBA whose alpha drops).
+        let rgb_channels = if rows.channels == 4 && self.pixel.alpha_policy == AlphaPolicy::Drop { 4 } else { 3 };
+        let horizontal = (w != rw).then(|| Horizontal::new(rgb_channels, true, w, rw, resample));
+        let mid_channels = horizontal.as_ref().map_or(rgb_channels, |hp| hp.channels);
+        let mid_row = rw * mid_channels;
+        let mut mid = crate::mem::with_capacity::<u8>(mid_row * h);
+        let (mut decoded, mut scratch) = (Vec::new(), Scratch::default());
+        const BLOCK: usize = 16;
+        for y in (0..h).step_by(BLOCK) {
+            let n = BLOCK.min(h - y);
+            decoded.clear();
+            rows.read_rows(n, &mut decoded)?;
+            let (rgb, c) = to_rgb(&decoded, rows.channels, has_alpha, self.pixel.alpha_policy);
+            debug_assert_eq!(c, rgb_channels);
+            match &horizontal {
+                Some(hp) => {
+                    let start = mid.len();
+                    mid.resize(start + n * mid_row, 0);
+                    hp.rows(&rgb, w * c, &mut mid[start..], &mut scratch);
+                }
+                None => mid.extend_from_slice(&rgb),
+            }
+        }
+        rows.finish()?;
+        let rs = RowResizer::new(&mid, mid_channels, true, (rw, h), (rw, rh), resample);
+        let norm = self.pixel.norm::<T>();
+        let parallel = threads != Some(1);
+        match threads {
+            Some(n) if n > 1 => pool(n).ok()?.install(|| pack_resized(&rs, self.packing(layout), &norm, out, parallel)),
+            _ => pack_resized(&rs, self.packing(layout), &norm, out, parallel),
+        }
+        Some(())
+    }
+
     /// Video frames (already sampled, one size) resized to (`rw`, `rh`): Qwen packs them in
     /// temporal groups (pixels.md §4), Kimi concatenates each frame's raster patches padded to
     /// (`pw`, `ph`) (pixels.md §5).

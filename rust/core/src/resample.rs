@@ -503,6 +503,33 @@ fn vertical_rows(src: &[u8], stride: usize, origin: usize, y0: usize, dst: &mut 
     }
 }
 
+/// The horizontal pass alone, for a producer of input rows (a decoder) that feeds them a few at
+/// a time: the same taps and arithmetic as a `RowResizer`'s first pass.
+pub struct Horizontal {
+    co: Coeffs,
+    in_channels: usize,
+    /// Channels of the output rows (an unused 4th is dropped, as `RowResizer` does).
+    pub channels: usize,
+    out_width: usize,
+}
+
+impl Horizontal {
+    pub fn new(in_channels: usize, drop_fourth: bool, w_in: usize, w_out: usize, resample: Resample) -> Self {
+        let co = match resample {
+            Resample::Torch => Coeffs::torch(w_in, w_out),
+            Resample::Pillow(_) => Coeffs::new(w_in, w_out),
+        };
+        let channels = if drop_fourth && in_channels == 4 { 3 } else { in_channels };
+        Horizontal { co, in_channels, channels, out_width: w_out }
+    }
+
+    /// Filters whole rows of `src` (each `src_stride` bytes) into `dst`, one output row per row.
+    pub fn rows(&self, src: &[u8], src_stride: usize, dst: &mut [u8], scratch: &mut Scratch) {
+        let rb = self.out_width * self.channels;
+        horizontal_rows(self.in_channels, self.channels, src, src_stride, dst, rb, &self.co, &mut scratch.blocks);
+    }
+}
+
 /// Resizes a whole `w_in`×`h_in`×`channels` u8 image like Pillow's `Image.resize(BICUBIC)` or
 /// torch's `interpolate(mode="bicubic", antialias=True)` on uint8.
 pub fn resize_bicubic(

@@ -321,6 +321,43 @@ impl LayoutCore {
         let tokens: Vec<u64> = layouts.iter().map(|l| l.num_tokens).collect();
         PyTuple::new(py, [values, grid.into_any(), tokens.into_pyobject(py)?.into_any()])
     }
+    /// One PNG (Pillow's `mode` and transparency, as `decode_png` takes them) straight to
+    /// `(pixel_values, grid_thw, num_tokens)`, decoded row block by row block into the resize
+    /// (`Knobs::png_pixel_values_into`), GIL released; into `out` when given (as for
+    /// `pixel_values`). None when this path does not apply: the caller decodes otherwise.
+    #[pyo3(signature = (data, mode, *, key=None, alphas=None, dtype="float32", threads=None, out=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn png_pixel_values<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        mode: &str,
+        key: Option<[u32; 3]>,
+        alphas: Option<Vec<u8>>,
+        dtype: &str,
+        threads: Option<usize>,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        check_threads(threads)?;
+        let Some(mode) = rawmm_core::decode::PngMode::parse(mode) else { return Ok(None) };
+        let transparency = transparency(key, alphas)?;
+        let view = buffer::ByteView::get(data)?;
+        let composite = self.knobs.pixel.alpha_policy == AlphaPolicy::CompositeWhite;
+        let Some(mut rows) = rawmm_core::decode::PngRows::open(view.as_slice(), mode, &transparency, composite) else {
+            return Ok(None);
+        };
+        let layout = self.knobs.image(rows.width as u64, rows.height as u64).py_err(py)?;
+        let values = match dtype {
+            "float32" => stream_png::<f32>(py, &self.knobs, &mut rows, &layout, threads, out)?,
+            "bfloat16" => stream_png::<u16>(py, &self.knobs, &mut rows, &layout, threads, out)?,
+            "uint8" => stream_png::<u8>(py, &self.knobs, &mut rows, &layout, threads, out)?,
+            _ => return Err(PyValueError::new_err(format!("unknown dtype {dtype:?}"))),
+        };
+        let Some(values) = values else { return Ok(None) };
+        let grid = PyArray1::from_vec(py, layout.grid_thw.map(|v| v as i64).to_vec()).reshape([1, 3])?;
+        Ok(Some(PyTuple::new(py, [values, grid.into_any(), vec![layout.num_tokens].into_pyobject(py)?.into_any()])?))
+    }
+
     /// The uint8 wire format → this layout's float32 `pixel_values`, bit for bit, GIL released:
     /// `values` C-contiguous uint8 of the pipeline's shape; into `out` (float32, same shape)
     /// when given, else a new array.
@@ -473,20 +510,50 @@ fn batch<'py, T: rawmm_core::pack::Element + numpy::Element>(
     Ok((shaped(knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts))
 }
 
-/// The batch written into the caller's array, after its dtype, layout and shape are checked.
-fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
-    py: Python<'_>,
+/// `Knobs::png_pixel_values_into` into a fresh array or the caller's `out` (checked as in
+/// `write_into`); None when the streaming path declined.
+fn stream_png<'py, T: rawmm_core::pack::Element + numpy::Element>(
+    py: Python<'py>,
     knobs: &Knobs,
-    decoded: &[Decoded],
+    rows: &mut rawmm_core::decode::PngRows,
+    layout: &rawmm_core::layout::ImageLayout,
     threads: Option<usize>,
-    out: &Bound<'_, PyAny>,
-) -> PyResult<Vec<rawmm_core::layout::ImageLayout>> {
+    out: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let len = knobs.packing(layout).len(layout.resized_width as usize, layout.resized_height as usize);
+    if let Some(out) = out {
+        let array = out_array::<T>(py, knobs, &out, len)?;
+        let mut guard =
+            array.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
+        let slice = guard.as_slice_mut().map_err(|_| Error::Layout("out must be C-contiguous".into())).py_err(py)?;
+        // SAFETY: MaybeUninit<T> has T's layout; the packer writes every element.
+        let slice = unsafe { &mut *(slice as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
+        let done = py.detach(|| knobs.png_pixel_values_into(rows, layout, slice, threads));
+        return Ok(done.map(|()| out));
+    }
+    let mut values = rawmm_core::mem::with_capacity::<T>(len);
+    let done =
+        py.detach(|| knobs.png_pixel_values_into(rows, layout, &mut values.spare_capacity_mut()[..len], threads));
+    if done.is_none() {
+        return Ok(None);
+    }
+    // SAFETY: the packer initialised all `len` elements.
+    unsafe { values.set_len(len) };
+    Ok(Some(shaped(knobs, PyArray1::from_vec(py, values).into_any())?))
+}
+
+/// The caller's `out` as an array of `T` holding exactly `len` elements in the layout's shape.
+fn out_array<'a, 'py, T: numpy::Element>(
+    py: Python<'py>,
+    knobs: &Knobs,
+    out: &'a Bound<'py, PyAny>,
+    len: usize,
+) -> PyResult<&'a Bound<'py, numpy::PyArrayDyn<T>>> {
     let array = out
         .cast::<numpy::PyArrayDyn<T>>()
-        .map_err(|_| rawmm_core::Error::Layout(format!("out must be a numpy array of {}", std::any::type_name::<T>())))
+        .map_err(|_| Error::Layout(format!("out must be a numpy array of {}", std::any::type_name::<T>())))
         .py_err(py)?;
-    let (_, lens) = knobs.batch_layouts(decoded).py_err(py)?;
-    let rows = lens.iter().sum::<usize>() / knobs.row_len();
+    let rows = len / knobs.row_len();
     let want: Vec<usize> = match knobs.geometry {
         Geometry::Qwen(_) => vec![rows, knobs.row_len()],
         Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
@@ -497,6 +564,19 @@ fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
     if !array.is_c_contiguous() {
         return Err(Error::Layout("out must be C-contiguous".into())).py_err(py);
     }
+    Ok(array)
+}
+
+/// The batch written into the caller's array, after its dtype, layout and shape are checked.
+fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
+    py: Python<'_>,
+    knobs: &Knobs,
+    decoded: &[Decoded],
+    threads: Option<usize>,
+    out: &Bound<'_, PyAny>,
+) -> PyResult<Vec<rawmm_core::layout::ImageLayout>> {
+    let (_, lens) = knobs.batch_layouts(decoded).py_err(py)?;
+    let array = out_array::<T>(py, knobs, out, lens.iter().sum())?;
     let mut guard = array.try_readwrite().map_err(|e| Error::Layout(format!("out is not writable: {e}"))).py_err(py)?;
     let slice =
         guard.as_slice_mut().map_err(|_| rawmm_core::Error::Layout("out must be C-contiguous".into())).py_err(py)?;
@@ -586,14 +666,9 @@ fn decode_png<'py>(
     composite: bool,
     transpose: Option<u8>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    use rawmm_core::decode::{self, PngMode, Transparency, Transpose};
+    use rawmm_core::decode::{self, PngMode, Transpose};
     let Some(mode) = PngMode::parse(mode) else { return Ok(None) };
-    let transparency = match (key, alphas) {
-        (None, None) => Transparency::None,
-        (Some(k), None) => Transparency::Key(k),
-        (None, Some(a)) => Transparency::Alphas(a),
-        _ => return Err(PyValueError::new_err("give key or alphas, not both")),
-    };
+    let transparency = transparency(key, alphas)?;
     let op = match transpose {
         None => None,
         Some(v) => Some(Transpose::from_pillow(v).ok_or_else(|| PyValueError::new_err(format!("bad transpose {v}")))?),
@@ -609,6 +684,17 @@ fn decode_png<'py>(
     });
     let Some(r) = raster else { return Ok(None) };
     Ok(Some(PyArray1::from_vec(py, r.data).reshape([r.height, r.width, r.channels])?.into_any()))
+}
+
+/// Pillow's `info["transparency"]` of a PNG, as `decode_png` and `png_pixel_values` take it.
+fn transparency(key: Option<[u32; 3]>, alphas: Option<Vec<u8>>) -> PyResult<rawmm_core::decode::Transparency> {
+    use rawmm_core::decode::Transparency;
+    match (key, alphas) {
+        (None, None) => Ok(Transparency::None),
+        (Some(k), None) => Ok(Transparency::Key(k)),
+        (None, Some(a)) => Ok(Transparency::Alphas(a)),
+        _ => Err(PyValueError::new_err("give key or alphas, not both")),
+    }
 }
 
 /// What an image header claims, without decoding: `(extension, width, height, min_bytes)`,
