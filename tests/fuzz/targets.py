@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 
 import rawmm
 from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for
-from rawmm.pixels import DECODE_FORMATS, decode_array
+from rawmm.pixels import DECODE_FORMATS, decode_array, png_pixel_values
 from rawmm.refs import parse_raw_mm_item
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, also under `python -m tests.fuzz`
@@ -125,6 +125,11 @@ def _png_pixels(data: bytes, max_pixels: int) -> None:
         got = _typed(decode_array, data, exif=exif, composite=composite, max_pixels=max_pixels)
         if isinstance(got, np.ndarray):  # else Pillow decoded it (a view of Pillow's buffer)
             assert np.array_equal(got, want), "the Rust PNG decoder differs from Pillow"
+        if exif and composite:  # rows streamed into the resize, where that path applies
+            layout = _LAYOUTS["qwen2_5_vl"]
+            streamed = _typed(png_pixel_values, layout, data, max_pixels=max_pixels)
+            if streamed is not None and not isinstance(streamed, RawmmError):
+                assert np.array_equal(streamed.pixel_values, layout.pixel_values(want).pixel_values)
 
 
 def _image(data: bytes, ctx: Context, adapter: Any) -> None:
