@@ -91,3 +91,35 @@ def test_materializer_into_one_array_per_ref(tmp_path: Path) -> None:
                 m.materialize(refs, out=outs[:2])
             with pytest.raises(LayoutError):
                 m.materialize(refs, out=[outs[1], outs[0], outs[2]])  # shapes follow the refs
+
+
+def test_materializer_reuses_a_batch_buffer_only_once_nothing_refers_to_it(tmp_path: Path) -> None:
+    layout = Layout.preset("qwen2_5_vl")
+    adapter = adapter_for(layout)
+    store = AssetStore(tmp_path / "store", run_id="t")
+    rng = np.random.default_rng(5)
+    images = [
+        rng.integers(0, 256, (40, 60, 3), dtype=np.uint8),
+        rng.integers(0, 256, (80, 30, 3), dtype=np.uint8),
+    ]
+    refs = [
+        adapter.ref(adapter.describe(encode(Image.fromarray(im)), store=store)).to_string() for im in images
+    ]
+    want = np.concatenate([layout.pixel_values(im).pixel_values for im in images])
+    address = lambda a: a.__array_interface__["data"][0]  # noqa: E731
+    with Materializer(adapter, store, processor_id="t", cache_bytes=0, threads=2) as m:
+        first = m.materialize(refs).pixel_values
+        kept = first[3:]  # a view keeps the batch's memory in use
+        where = address(first)
+        del first
+        second = m.materialize(refs).pixel_values
+        assert address(second) != where and np.array_equal(kept, want[3:])
+        del kept
+        third = m.materialize(refs).pixel_values  # the first batch's memory, free again
+        assert address(third) == where and np.array_equal(third, want)
+        assert np.array_equal(second, want)
+        torch = pytest.importorskip("torch")
+        held = torch.from_numpy(third)
+        del third
+        fourth = m.materialize(refs).pixel_values
+        assert address(fourth) != where and np.array_equal(held.numpy(), want)
