@@ -71,6 +71,7 @@ bench: build
 # The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
 bench-rust:
 	cargo bench -p rawmm-core --bench kernels
+	cargo bench -p rawmm-bench --bench png_decoders
 	BENCH_THREADS=1 cargo bench -p rawmm-bench --bench peers
 	cargo bench -p rawmm-bench --bench peers
 
