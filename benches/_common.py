@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+T = TypeVar("T")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def peak_added(run: Callable[[], T]) -> tuple[int, T]:
+    """The bytes of peak RSS `run()` adds in this process, and its result: the peak (VmHWM) is
+    reset to the current RSS first. Meant for a fresh process, after one warm-up call."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status("VmRSS:")
+    out = run()
+    return _status("VmHWM:") - before, out
+
+
+def run_peak_script(script: str, *args: str) -> dict[str, Any]:
+    """Runs `script` in a fresh interpreter, as `python -c script BENCHES_DIR *args`, and returns
+    the JSON object its last line prints. glibc thresholds are fixed, so every buffer of 64 KiB
+    or more is its own mapping, returned on free: the peak counts each buffer instead of memory
+    freed earlier and reused."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
+    cmd = [sys.executable, "-c", script, str(Path(__file__).parent), *args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def median_s(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:

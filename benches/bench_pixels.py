@@ -15,15 +15,13 @@ turns, so all see the same stretch of a drifting shared machine.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
 import rawmm
-from _common import interleaved_medians, photo, screenshot
+from _common import interleaved_medians, photo, run_peak_script, screenshot
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from conftest import qwen_reference
@@ -36,40 +34,20 @@ REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "5"))
 PEAK_SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from _common import photo, screenshot
+from _common import peak_added, photo, screenshot
 import rawmm
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
 
 kind, w, h, model, backend = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 im = (photo if kind == "photo" else screenshot)(w, h)
 layout = rawmm.Layout.preset(model, backend=backend)
 layout.pixel_values(photo(64, 64))  # load everything the call needs
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-before = status("VmRSS:")
-out = layout.pixel_values(im, threads=1)
-added = status("VmHWM:") - before
+added, out = peak_added(lambda: layout.pixel_values(im, threads=1))
 print(json.dumps({"added": added, "output": out.pixel_values.nbytes, "decoded": w * h * 3}))
 """
 
 
 def peak_memory(kind: str, w: int, h: int, model: str, backend: str) -> dict[str, int]:
-    here = os.path.dirname(os.path.abspath(__file__))
-    # Fixed glibc thresholds: every buffer >= 64 KiB is its own mapping, returned on free, so
-    # the peak RSS counts rawmm's buffers instead of reusing memory freed earlier.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, here, kind, str(w), str(h), model, backend],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_peak_script(PEAK_SCRIPT, kind, str(w), str(h), model, backend)
 
 
 def with_torch_threads(n: int, fn: object) -> object:

@@ -91,6 +91,10 @@ def test_materializer_into_one_array_per_ref(tmp_path: Path) -> None:
                 m.materialize(refs, out=outs[:2])
             with pytest.raises(LayoutError):
                 m.materialize(refs, out=[outs[1], outs[0], outs[2]])  # shapes follow the refs
+            with pytest.raises(LayoutError):
+                m.materialize(refs, out=[outs[0], outs[1].tolist(), outs[2]])
+            with pytest.raises(LayoutError):
+                m.materialize(refs, out="batch")
 
 
 def test_materializer_reuses_a_batch_buffer_only_once_nothing_refers_to_it(tmp_path: Path) -> None:

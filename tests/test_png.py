@@ -18,7 +18,7 @@ from PIL import Image
 
 from images import pillow_reference
 from rawmm import Layout, pixels
-from rawmm.errors import RawmmError
+from rawmm.errors import ImageDecodeError, RawmmError
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "png").glob("*.png"))
 # Files Pillow decodes but the Rust decoder leaves to it: an APNG, and two with a bad CRC
@@ -27,8 +27,7 @@ DECLINED = {"bugfixes-issue_202.png", "bugfixes-x_interlaced_chck.png", "pngsuit
 
 
 def rust(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
-    with Image.open(io.BytesIO(data)) as im:
-        return pixels.rust_png(im, data, exif=exif, composite=composite)
+    return pixels.rust_png(data, exif=exif, composite=composite)
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
@@ -273,3 +272,39 @@ def test_streamed_png_pixel_values_equal_the_decoded_image(
     if got is not None:
         assert np.array_equal(got.grid_thw, want.grid_thw)
         assert np.array_equal(got.pixel_values.view(np.uint32), want.pixel_values.view(np.uint32)), label
+
+
+def test_bad_arguments_and_bad_bytes() -> None:
+    """The Rust entry points: a typed error for arguments no caller may pass; for bytes the Rust
+    decoder will not take (truncated, another format, a mode Pillow would not give), None, so the
+    caller decodes with Pillow, which then raises the typed error."""
+    from rawmm import LayoutError, _core
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(buf, "PNG")
+    data = buf.getvalue()
+    with pytest.raises(ValueError, match="key or alphas"):
+        _core.decode_png(data, "RGB", key=(1, 2, 3), alphas=b"\x00")
+    with pytest.raises(ValueError, match="transpose"):
+        _core.decode_png(data, "RGB", transpose=7)
+    for junk in (data[:-20], b"GIF89a" + data, data.replace(b"IDAT", b"IDAx")):
+        assert _core.decode_png(junk, "RGB") is None
+    assert _core.decode_png(data, "L") is None and _core.decode_png(data, "CMYK") is None
+    layout = Layout.preset("qwen2_5_vl")
+    assert layout._core.png_pixel_values(data[:-20], "RGB") is None
+    with pytest.raises(ValueError, match="dtype"):
+        layout._core.png_pixel_values(data, "RGB", dtype="float16")
+    with pytest.raises(LayoutError, match="shape"):
+        pixels.png_pixel_values(layout, data, out=np.empty((3, 1176), np.float32))
+    with pytest.raises(LayoutError):
+        pixels.png_pixel_values(layout, data, out=np.empty((4, 1176), np.float64))
+    # Only the zlib checksum cut off: Pillow has every row and decodes it, so rawmm does too.
+    assert np.array_equal(
+        layout.pixel_values(data[:-20]).pixel_values, layout.pixel_values(data).pixel_values
+    )
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(noise, "PNG")
+    half = noise.getvalue()[: len(noise.getvalue()) // 2]
+    assert _core.decode_png(half, "RGB") is None
+    with pytest.raises(ImageDecodeError):  # rows missing: Pillow's verdict, typed
+        layout.pixel_values(half)

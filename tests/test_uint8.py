@@ -67,3 +67,6 @@ def test_normalize_on_torch_tensors_and_errors() -> None:
         layout.normalize(raw[:, :-1])
     with pytest.raises(ValueError, match="videos"):
         layout.video_pixel_values([make_image("RGB", 64, 64)] * 2, dtype="uint8")
+    for values in (raw, torch.from_numpy(raw)):
+        with pytest.raises(ValueError, match="arithmetic"):
+            layout.normalize(values, arithmetic="torch")

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
-from .pixels import Probe, core_pixel_values, decode_array, png_pixel_values, probe
+from .pixels import Probe, encoded_pixel_values, probe
 from .refs import (
     MARKER,
     MARKER_KEY,
@@ -264,17 +264,15 @@ class Adapter:
             if grid not in (self.layout.image(w, h).grid_thw, self.layout.image(h, w).grid_thw):
                 raise LayoutError(f"a {w}x{h} image cannot have the ref's grid {list(grid)}")
 
-        caps, cap_bytes = store.max_pixels, store.max_bytes
-        pv = png_pixel_values(
-            self.layout, data, max_pixels=caps, max_bytes=cap_bytes, check=check, out=out, threads=threads
+        pv = encoded_pixel_values(
+            self.layout,
+            data,
+            max_pixels=store.max_pixels,
+            max_bytes=store.max_bytes,
+            check=check,
+            out=out,
+            threads=threads,
         )
-        if pv is None:  # not a PNG, or one the row stream does not take: decode whole
-            knobs = self.layout.knobs
-            exif, composite = knobs["exif_policy"] == "apply", knobs["alpha_policy"] == "composite_white"
-            pixels = decode_array(
-                data, exif=exif, composite=composite, max_pixels=caps, max_bytes=cap_bytes, check=check
-            )
-            pv = core_pixel_values(self.layout, [pixels], out=out, threads=threads)
         if tuple(int(v) for v in pv.grid_thw[0]) != grid:
             raise LayoutError(f"image grid {pv.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
         return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)

@@ -264,19 +264,31 @@ def decode_array(
     data, as its `load` would; the core decodes to the same raster (`_core.decode_png`) or
     declines, and then Pillow decodes."""
     data, name = _read(source, max_bytes)
-    with _pillow_errors(name):
-        im = _open(data, name, max_pixels=max_pixels, check=check)
-        if im.format == "PNG":
-            with im:  # reading the trailing metadata moved Pillow's file position: reopen below
-                arr = rust_png(im, data, exif=exif, composite=composite)
-            if arr is not None:
-                return arr
-            im = _open(data, name, max_pixels=max_pixels, check=check)
-        im = _load(im, exif)
-    return _pil_to_array(im, composite)
+    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    return _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+def encoded_pixel_values(
+    layout: Layout,
+    source: Source,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    check: Callable[[int, int], Any] | None = None,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> PixelValues:
+    """`pixel_values` of one encoded image, its header read once: a PNG streamed into the
+    resize where that applies (`png_pixel_values`), else decoded whole (`decode_array`)."""
+    data, name = _read(source, max_bytes)
+    knobs = layout.knobs
+    exif, composite = knobs["exif_policy"] == "apply", knobs["alpha_policy"] == "composite_white"
+    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    pv = _stream_png(layout, data, png, out=out, threads=threads)
+    if pv is not None:
+        return pv
+    arr = _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
+    return core_pixel_values(layout, [arr], out=out, threads=threads)
 
 
 def png_pixel_values(
@@ -294,36 +306,86 @@ def png_pixel_values(
     that path does not apply (not a PNG, an EXIF rotation or flip, interlacing, a resize that
     runs vertically first, anything the Rust decoder declines): the caller then decodes whole."""
     data, name = _read(source, max_bytes)
+    exif = layout.knobs["exif_policy"] == "apply"
+    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    return _stream_png(layout, data, png, out=out, threads=threads)
+
+
+def rust_png(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
+    """The Rust core's decode of a PNG, or None where only Pillow should decode it."""
+    png = _png_header(data, f"<{len(data)} bytes>", exif=exif)
+    return None if png is None else _core.decode_png(data, **png.args(composite))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _PngHeader:
+    """What the Rust core needs of a PNG from Pillow: its mode, `info["transparency"]` as
+    `decode_png` takes it, and the orientation's transpose."""
+
+    mode: str
+    transparency: dict[str, Any]
+    transpose: Image.Transpose | None
+
+    def args(self, composite: bool) -> dict[str, Any]:
+        op = None if self.transpose is None else int(self.transpose)
+        return {"mode": self.mode, **self.transparency, "composite": composite, "transpose": op}
+
+
+def _png_header(
+    data: bytes,
+    name: str,
+    *,
+    exif: bool,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    check: Callable[[int, int], Any] | None = None,
+) -> _PngHeader | None:
+    """Pillow opens the PNG (caps and `check` first) and reads the chunks after the image data
+    as its `load` would, which can add transparency and eXIf. None: not a PNG, or a
+    transparency only Pillow should handle."""
     if not data.startswith(PNG_SIGNATURE):
         return None
-    knobs = layout.knobs
+    with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
+        if im.format != "PNG":
+            return None
+        _png_trailing_metadata(im, len(data))
+        transparency = _png_transparency(im.mode, im.info.get("transparency"))
+        if transparency is None:
+            return None
+        return _PngHeader(im.mode, transparency, _transpose_of(im) if exif else None)
+
+
+def _decode_array(
+    data: bytes,
+    name: str,
+    png: _PngHeader | None,
+    *,
+    exif: bool,
+    composite: bool,
+    max_pixels: int,
+    check: Callable[[int, int], Any] | None,
+) -> CoreImage:
+    if png is not None:
+        arr = _core.decode_png(data, **png.args(composite))
+        if arr is not None:
+            return arr
     with _pillow_errors(name):
-        im = _open(data, name, max_pixels=max_pixels, check=check)
-        with im:
-            if im.format != "PNG":
-                return None
-            _png_trailing_metadata(im, len(data))  # what `load` adds to info: transparency, eXIf
-            args = _png_transparency(im.mode, im.info.get("transparency"))
-            if args is None or (knobs["exif_policy"] == "apply" and _transpose_of(im) is not None):
-                return None
-            mode = im.mode
-    res = layout._core.png_pixel_values(data, mode, **args, threads=threads, out=out)
+        im = _load(_open(data, name, max_pixels=max_pixels, check=check), exif)
+    return _pil_to_array(im, composite)
+
+
+def _stream_png(
+    layout: Layout, data: bytes, png: _PngHeader | None, *, out: np.ndarray | None, threads: int | None
+) -> PixelValues | None:
+    if png is None or png.transpose is not None:  # a transpose needs the whole image
+        return None
+    res = layout._core.png_pixel_values(data, png.mode, **png.transparency, threads=threads, out=out)
     if res is None:
         return None
     values, grid, tokens = res
     return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)
-
-
-def rust_png(im: Image.Image, data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
-    """The Rust core's decode of a PNG that Pillow has opened (`im`, header read), or None
-    where only Pillow should decode it."""
-    _png_trailing_metadata(im, len(data))  # what `load` adds to info: transparency, eXIf
-    args = _png_transparency(im.mode, im.info.get("transparency"))
-    if args is None:
-        return None
-    transpose = _transpose_of(im) if exif else None
-    op = None if transpose is None else int(transpose)
-    return _core.decode_png(data, im.mode, **args, composite=composite, transpose=op)
 
 
 def _png_transparency(mode: str, t: object) -> dict[str, Any] | None:

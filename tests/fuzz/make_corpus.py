@@ -4,7 +4,8 @@
 
 Images carry every way Pillow finds an orientation or a size that a plain header read misses:
 EXIF and XMP in each format, PNG metadata after the image data, JPEG segments after SOF and junk
-between them, GIF frames outside the logical screen, TIFF IFD quirks. Refs and envelopes cover
+between them, GIF frames outside the logical screen, TIFF IFD quirks; and PngSuite files for
+every PNG colour type, depth, palette and transparency the Rust PNG decoder converts. Refs and envelopes cover
 every ref form and both envelope forms.
 """
 
@@ -118,7 +119,17 @@ def images() -> dict[str, bytes]:
     out["tiff_orientation"] = _save(base, "TIFF", tiffinfo=ifd)
     out["tiff_lzw"] = _save(base, "TIFF", compression="tiff_lzw")
     out["tiff_16bit"] = _save(Image.new("I;16", (9, 4), 300), "TIFF")
+    # Every PNG colour type and depth the Rust decoder converts, interlaced and keyed ones too.
+    for name in PNGSUITE:
+        out[f"pngsuite_{name}"] = (PNG_CORPUS / f"pngsuite-{name}.png").read_bytes()
     return out
+
+
+PNG_CORPUS = Path(__file__).parents[1] / "corpus" / "png"
+PNGSUITE = [
+    "basn0g01", "basn0g02", "basn0g04", "basn0g16", "basi0g16", "basn2c16", "basn4a16", "basn6a16",
+    "basi3p02", "s01n3p01", "tbbn0g04", "tbbn3p08", "tbgn2c16", "tbrn2c08",
+]  # fmt: skip
 
 
 def _save(im: Image.Image, fmt: str, **kw: object) -> bytes:
