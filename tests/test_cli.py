@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +147,40 @@ def test_user_errors_are_typed_messages_not_tracebacks(tmp_path: Path, monkeypat
     )
     assert res.exit_code == 0 and json.loads(res.output)["output"] == str(tmp_path / "o2.npz")
     assert (tmp_path / "o2.npz").is_file()
+
+
+def _rawmm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command in its own process: a hang fails the test after 5 s."""
+    cmd = [sys.executable, "-m", "rawmm.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=5, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_every_cli_error_is_one_line_nonzero_and_quick(tmp_path: Path) -> None:
+    """Issue 17 §4: a FIFO with no reader as the output, bad --repeat values and an empty -o."""
+    img = tmp_path / "a.png"
+    img.write_bytes(encode(make_image("RGB", 120, 80, "noise", 1)))
+    store = str(tmp_path / "run")
+    described = _rawmm("describe", "--model", "qwen3_vl", "--store", store, str(img))
+    ref = json.loads(described.stdout.strip().splitlines()[-1])["ref"]
+    fifo = tmp_path / "out.npz"
+    os.mkfifo(fifo)
+    materialize = ["materialize", ref, "--model", "qwen3_vl", "--store", store]
+    cases = [
+        [*materialize, "-o", str(fifo)],
+        [*materialize, "-o", str(tmp_path / "out")],  # numpy's name for it is the FIFO
+        [*materialize, "-o", ""],
+        ["bench", "--repeat", "0"],
+        ["bench", "--repeat", "-1"],
+        ["bench", "--repeat", str(10**30)],
+        ["bench", "--repeat", "x"],
+        ["materialize"],
+        ["nonsense"],
+    ]
+    for args in cases:
+        proc = _rawmm(*args)
+        assert proc.returncode != 0, args
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (args, proc.stderr)
+    assert not (tmp_path / ".npz").exists() and fifo.is_fifo()
+    ok = _rawmm(*materialize, "-o", str(tmp_path / "fine"))
+    assert ok.returncode == 0 and np.load(tmp_path / "fine.npz")["pixel_values"].shape[0] > 0

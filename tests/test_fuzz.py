@@ -49,7 +49,8 @@ def test_corpus_replays(ctx: Context, target: str, name: str) -> None:
 def test_mutations(ctx: Context, target: str) -> None:
     pool = seeds(target)
 
-    @settings(max_examples=EXAMPLES, database=None)
+    # A materializer schedule runs threads for a fraction of a second: fewer of them.
+    @settings(max_examples=EXAMPLES // 20 if target == "materializer" else EXAMPLES, database=None)
     @given(rng=st.randoms(use_true_random=False), index=st.integers(0, len(pool) - 1))
     def run(rng, index) -> None:  # type: ignore[no-untyped-def]
         RUN[target](mutate(rng, pool[index], pool), ctx)

@@ -14,12 +14,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import _core
-from ._files import descriptor_path, open_error, read_regular
+from ._files import open_directory, open_error, read_regular
 from ._uris import file_uri
 from .errors import AssetNotFoundError, RawmmError, UnsafePathError
 
 _TEMP = re.compile(r"\..+\.tmp")
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 #: Temp files older than this are orphans of killed writers (a live write takes seconds).
 TEMP_MAX_AGE_S = 3600.0
 #: How often writes sweep orphans as part of normal operation.
@@ -50,20 +49,11 @@ class LocalBackend:
                 self.images_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise _write_error(e, where) from None
-        try:
-            fd = os.open(where, _DIR_FLAGS)
-        except OSError as e:
-            if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file in its place
-                raise UnsafePathError("the store directory is not a directory", where) from None
-            raise open_error(e, where) from None
-        if descriptor_path(fd, where) != where:
-            os.close(fd)
-            raise UnsafePathError("the store directory was replaced", where)
-        return fd
+        return open_directory(where)
 
     def read(self, name: str, max_bytes: int) -> bytes:
-        # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the
-        # containment is checked on the descriptor opened.
+        # Asset symlinks that stay inside the store are followed (refs.md §6 rule 2); the walk
+        # decides containment.
         return read_regular(os.path.join(self.location, name), max_bytes, [self.location])
 
     def uri(self, name: str) -> str:

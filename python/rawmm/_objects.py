@@ -29,10 +29,14 @@ _CLIENT_KEYS = {
     "timeout",
     "user_agent",
 }
-_CLIENT_DEFAULTS = {"timeout": "60s", "connect_timeout": "10s"}
+# Deadlines (the README explains them): an attempt may take `timeout` (a 64 MiB asset, the
+# byte cap, at 3.4 MB/s), new attempts start within `retry_timeout` of the first, so a read
+# fails within about their sum. `deadline` (rawmm's key, seconds) sets both to half of it.
+DEFAULT_TIMEOUT_S = 20.0
+_CLIENT_DEFAULTS = {"timeout": f"{DEFAULT_TIMEOUT_S:g}s", "connect_timeout": "5s"}
 _RETRY = {
     "max_retries": 5,
-    "retry_timeout": timedelta(seconds=60),
+    "retry_timeout": timedelta(seconds=DEFAULT_TIMEOUT_S),
     "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
 }
 
@@ -54,7 +58,8 @@ def object_error(e: Exception, what: str) -> RawmmError:
 class ObjectBackend:
     """One prefix of a bucket. `storage_options` are obstore's keys (S3Config and client
     options such as `allow_http`, `timeout`), plus `max_retries` and `retry_timeout` (seconds)
-    for its retries; anything not given comes from the standard environment."""
+    for its retries and `deadline` (seconds, retries included); anything not given comes from
+    the standard environment."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         scheme, bucket, prefix = split_object_uri(url.rstrip("/"))
@@ -78,13 +83,20 @@ class ObjectBackend:
                 if allow:
                     client_opts["allow_http"] = allow.lower() in ("1", "true", "yes")
                 config: dict[str, Any] = {}
-                for key, value in self._options.items():
+                options = dict(self._options)
+                if "deadline" in options:
+                    half = _seconds("deadline", options.pop("deadline")) / 2
+                    client_opts["timeout"] = client_opts["connect_timeout"] = f"{half * 1000:.0f}ms"
+                    options.setdefault("retry_timeout", half)
+                for key, value in options.items():
                     (client_opts if key in _CLIENT_KEYS else config)[key] = value
                 retry = {**_RETRY}
                 for key in ("max_retries", "retry_timeout"):  # rawmm's keys for obstore's retry_config
                     if key in config:
                         value = config.pop(key)
-                        retry[key] = int(value) if key == "max_retries" else timedelta(seconds=float(value))
+                        retry[key] = (
+                            int(value) if key == "max_retries" else timedelta(seconds=_seconds(key, value))
+                        )
                 kwargs: dict[str, Any] = {"client_options": client_opts, "retry_config": retry}
                 if config:
                     kwargs["config"] = config
@@ -183,6 +195,16 @@ class ObjectBackend:
     def sweep(self, older_than_s: float) -> int:
         """Nothing to sweep: object writes are atomic, with no temp objects."""
         return 0
+
+
+def _seconds(key: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < 1e6:
+        raise RawmmError(f"storage option {key} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _under(uri: str, root: str) -> bool:

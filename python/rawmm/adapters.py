@@ -9,7 +9,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,10 @@ class Adapter:
         """The size and orientation `materialize` will decode, from the header (refs.md §6 rule
         9: caps and layout before any decode)."""
         exif = self.layout.knobs["exif_policy"] == "apply"
-        return probe(data, exif=exif, max_pixels=store.max_pixels, check=self.layout.image)
+        composite = self.layout.knobs["alpha_policy"] == "composite_white"
+        return probe(
+            data, exif=exif, composite=composite, max_pixels=store.max_pixels, check=self.layout.image
+        )
 
     def item(self, descriptor: Descriptor, *, with_ref: bool = True) -> dict[str, Any]:
         """The `prime_raw_mm_item` envelope."""
@@ -239,7 +242,15 @@ class Adapter:
             raise LayoutError(
                 f"layout fingerprint {fingerprint} differs from this layout's {self.layout.fingerprint}"
             )
-        return payload_grid(family, payload, getattr(src, "vllm_modality", None))
+        grid = payload_grid(family, payload, getattr(src, "vllm_modality", None))
+        # A claim is bounded before anything is fetched or allocated for it (the decoded
+        # image's grid is the exact check).
+        if grid[0] * grid[1] * grid[2] > self.layout.max_image_rows:
+            raise LayoutError(
+                f"the ref's grid {list(grid)} has more patches than any image under this layout "
+                f"({self.layout.max_image_rows})"
+            )
+        return grid
 
     def materialize(
         self,
@@ -289,17 +300,8 @@ class Adapter:
                 raise LimitExceededError(f"{len(data)} bytes exceed the cap of {store.max_bytes}")
             verify(data, src.mm_hash)
             return data
-        asset_id = src.raw_image_id
         uri = src.raw_image_uri if isinstance(src, RawMMRef) else src.raw_uri
-        if asset_id is not None:
-            try:
-                return store.read(asset_id, expected_hash=mm_hash)
-            except AssetNotFoundError:
-                if uri is None:
-                    raise
-        if uri is None:
-            raise AssetNotFoundError("the ref names no asset id or URI")
-        return store.read(uri, expected_hash=mm_hash)
+        return store.read_asset(src.raw_image_id, uri, expected_hash=mm_hash)
 
     def materialize_image_refs(
         self, multi_modal_data: Any, messages: Sequence[Mapping[str, Any]], *, store: AssetStore | None = None
@@ -464,7 +466,7 @@ class Materializer:
         self._cache: OrderedDict[str, ModelInputs] = OrderedDict()
         self._slabs: list[np.ndarray] = []
         self._cached_bytes = 0
-        self._inflight: dict[str, Future[ModelInputs]] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rawmm-materialize")
         # Reads are I/O (object stores: network round trips, GIL released), so a whole batch is
@@ -486,8 +488,9 @@ class Materializer:
         )
 
     def close(self) -> None:
+        # Reads not yet begun are dropped: closing waits for one read's deadline at most.
+        self._io.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
-        self._io.shutdown(wait=True)
         with self._lock:
             self._slabs.clear()
 
@@ -595,15 +598,21 @@ class Materializer:
         # threads (no nested all-core pools); a single image gets them all.
         threads = max(1, self.threads // len(refs))
         jobs = [
-            (view, self._get(key, parsed, mm_hash, view, threads))
+            (view, *self._get(key, parsed, mm_hash, view, threads))
             for (key, parsed, mm_hash, _), view in zip(planned, views, strict=True)
         ]
         grids = []
-        for view, fut in jobs:
-            result = fut.result()
-            if result.pixel_values is not view:  # a cache hit or another request's result
-                np.copyto(view, result.pixel_values)
-            grids.append(result.grid_thw)
+        try:
+            for view, flight, leader in jobs:
+                result = flight.future.result()
+                if not leader:  # a cache hit or another request's result: private memory
+                    np.copyto(view, result.pixel_values)
+                grids.append(result.grid_thw)
+        except BaseException:
+            # Returning now hands the caller back memory workers may still write: detach it
+            # from every computation not yet started, wait for those under way.
+            self._abandon([flight for _, flight, leader in jobs if leader])
+            raise
         # With a list `out`, pixel_values is that list (ModelInputs documents it).
         return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)  # type: ignore[arg-type]
 
@@ -624,24 +633,54 @@ class Materializer:
         return out
 
     def _get(
-        self, key: str, parsed: Any, mm_hash: str, view: np.ndarray, threads: int | None
-    ) -> Future[ModelInputs]:
+        self, key: str, parsed: Any, mm_hash: str, view: np.ndarray, threads: int
+    ) -> tuple[_Flight, bool]:
+        """The computation of `key` and whether this caller leads it (its pixels go straight
+        into `view`); a cache hit or a joined computation yields private memory to copy."""
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 self.hits += 1
-                done: Future[ModelInputs] = Future()
-                done.set_result(hit)
-                return done
-            pending = self._inflight.get(key)
-            if pending is not None:  # single flight: join the computation under way
+                flight = _Flight(None)
+                flight.future.set_result(hit)
+                return flight, False
+            joining = self._inflight.get(key)
+            if joining is not None:  # single flight: join the computation under way
+                joining.joined = True
                 self.hits += 1
-                return pending
+                return joining, False
             self.misses += 1
-            fetched = self._io.submit(self.adapter.fetch, parsed, mm_hash, self.store)
-            fut = self._pool.submit(
-                self.adapter.materialize,
+            flight = self._inflight[key] = _Flight(view)
+        # The pixel work is queued once the bytes are in, so no decoder waits on a slow read.
+        fetched = flight.fetched = self._io.submit(self.adapter.fetch, parsed, mm_hash, self.store)
+        fetched.add_done_callback(lambda f: self._queue(key, flight, parsed, mm_hash, f, threads))
+        return flight, True
+
+    def _queue(
+        self, key: str, flight: _Flight, parsed: Any, mm_hash: str, fetched: Future[bytes], threads: int
+    ) -> None:
+        flight.fetched = None  # done; and no flight -> read -> callback -> flight cycle keeps a view
+        if fetched.cancelled():  # by `close`, or dropped with its abandoned batch
+            self._settle(key, flight, RawmmError("the read was cancelled: the Materializer was closed"))
+            return
+        try:
+            self._pool.submit(self._compute, key, flight, parsed, mm_hash, fetched, threads)
+        except RuntimeError:  # shut down meanwhile
+            self._settle(key, flight, RawmmError("the Materializer was closed"))
+
+    def _compute(
+        self, key: str, flight: _Flight, parsed: Any, mm_hash: str, fetched: Future[bytes], threads: int
+    ) -> None:
+        with self._lock:
+            flight.started = True
+            view, wanted = flight.view, flight.view is not None or flight.joined
+        if not wanted:  # its leader gave up and nobody joined
+            self._settle(key, flight, RawmmError("abandoned"))
+            return
+        try:
+            # view None: the leader gave up, so the result goes into private memory.
+            result = self.adapter.materialize(
                 parsed,
                 store=self.store,
                 outer_hash=mm_hash,
@@ -649,24 +688,65 @@ class Materializer:
                 out=view,
                 threads=threads,
             )
-            self._inflight[key] = fut
-        fut.add_done_callback(lambda f: self._finish(key, f))
-        return fut
-
-    def _finish(self, key: str, fut: Future[ModelInputs]) -> None:
-        result = None
-        if fut.exception() is None and 0 < fut.result().pixel_values.nbytes <= self.cache_bytes:
-            # Only verified results are cached. The result lives in the caller's array, which
-            # the caller may reuse: cache a copy, made on this worker outside the lock.
-            done = fut.result()
-            result = ModelInputs(done.pixel_values.copy(), done.grid_thw, done.grid_key)
-        with self._lock:
+        except BaseException as e:
+            self._settle(key, flight, e)
+            return
+        # The leader's array is its caller's to reuse once the call returns, which it cannot
+        # before this future resolves: what the cache and joiners get is copied before that.
+        private = result if view is None else None
+        cacheable = 0 < result.pixel_values.nbytes <= self.cache_bytes
+        if cacheable and private is None:
+            private = _copy(result)
+        with self._lock:  # from here on nobody joins: whether anyone did is final
             self._inflight.pop(key, None)
-            if result is None or key in self._cache:
-                return
-            size = result.pixel_values.nbytes
-            self._cache[key] = result
-            self._cached_bytes += size
-            while self._cached_bytes > self.cache_bytes:
-                _, old = self._cache.popitem(last=False)
-                self._cached_bytes -= old.pixel_values.nbytes
+            joined, flight.view = flight.joined, None
+            if cacheable and key not in self._cache:
+                assert private is not None
+                self._cache[key] = private
+                self._cached_bytes += private.pixel_values.nbytes
+                while self._cached_bytes > self.cache_bytes:
+                    _, old = self._cache.popitem(last=False)
+                    self._cached_bytes -= old.pixel_values.nbytes
+        if joined and private is None:
+            private = _copy(result)
+        flight.future.set_result(result if private is None else private)
+
+    def _settle(self, key: str, flight: _Flight, error: BaseException) -> None:
+        with self._lock:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+        flight.future.set_exception(error)
+
+    def _abandon(self, flights: list[_Flight]) -> None:
+        with self._lock:
+            running = [f.future for f in flights if f.started]
+            idle = [f for f in flights if not f.started]
+            for f in idle:
+                f.view = None
+            # Nobody joins these from now on, so their reads not yet begun can be dropped (a
+            # failed batch fails within one read's deadline).
+            alone = {id(f) for f in idle if not f.joined}
+            self._inflight = {k: v for k, v in self._inflight.items() if id(v) not in alone}
+        for f in idle:
+            fetched = f.fetched  # None once the read is done
+            if id(f) in alone and fetched is not None:
+                fetched.cancel()  # its callback settles the flight (outside the lock)
+        wait(running)
+
+
+def _copy(result: ModelInputs) -> ModelInputs:
+    return ModelInputs(result.pixel_values.copy(), result.grid_thw, result.grid_key)
+
+
+class _Flight:
+    """One computation of a cache key. `view`: where the leader's caller wants the pixels
+    (None once that caller has returned); joiners, and the cache, get a private copy."""
+
+    __slots__ = ("fetched", "future", "joined", "started", "view")
+
+    def __init__(self, view: np.ndarray | None) -> None:
+        self.future: Future[ModelInputs] = Future()
+        self.fetched: Future[bytes] | None = None
+        self.view = view
+        self.joined = False
+        self.started = False

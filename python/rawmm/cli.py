@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +41,12 @@ def _store(store_dir: str | None, extra_roots: list[str]) -> Any:
         run_id=base.run_id,
         max_bytes=base.max_bytes,
         max_pixels=base.max_pixels,
+        **_deadline(base.location),
     )
 
 
 def _capped_store(root: str, **options: Any) -> Any:
-    """AssetStore(root) with the RAWMM_MAX_* caps of the environment."""
+    """AssetStore(root) with the RAWMM_MAX_* caps of the environment (and --deadline)."""
     from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, AssetStore
 
     caps = AssetStore.env_caps()
@@ -50,19 +54,49 @@ def _capped_store(root: str, **options: Any) -> Any:
         root,
         max_bytes=caps.get("max_bytes", DEFAULT_MAX_BYTES),
         max_pixels=caps.get("max_pixels", DEFAULT_MAX_PIXELS),
+        **_deadline(root),
         **options,
     )
 
 
+def _deadline(root: str) -> dict[str, Any]:
+    """`rawmm --deadline S` as the object store's option (local stores have no network)."""
+    from ._uris import is_object_uri
+
+    ctx = click.get_current_context(silent=True)
+    seconds = ctx.find_root().params.get("deadline") if ctx is not None else None
+    return {"storage_options": {"deadline": seconds}} if seconds and is_object_uri(root) else {}
+
+
+def _env_location() -> str:
+    return os.environ.get("VF_RENDERER_IMAGE_OFFLOAD_DIR") or os.environ.get("PRIME_RL_RUN_DIR") or ""
+
+
 class _Main(click.Group):
-    """User errors (every `RawmmError`, and files that cannot be read or written) end with
-    their type and message on stderr and exit status 1, never a traceback."""
+    """Every error is one line on stderr and a nonzero status, never a traceback: user errors
+    (every `RawmmError`, and files that cannot be read or written) name their type and exit 1;
+    usage errors exit 2, as click's do, without the usage text."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (RawmmError, OSError) as e:
             raise click.ClickException(f"{type(e).__name__}: {e}") from None
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, *, standalone_mode: bool = True
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False)
+        except click.ClickException as e:
+            click.echo(f"Error: {' '.join(e.format_message().split())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # --help and --version return 0
 
 
 def _layout(model: str, backend: str | None) -> Any:
@@ -82,7 +116,13 @@ _backend_option = click.option(
 
 @click.group(cls=_Main)
 @click.version_option(package_name="rawmm")
-def main() -> None:
+@click.option(
+    "--deadline",
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=None,
+    help="object stores: seconds one read or write may take, retries included (default about 40)",
+)
+def main(deadline: float | None) -> None:
     """rawmm: raw multimodal refs, exact layouts and pixel_values for VLM training."""
 
 
@@ -127,13 +167,43 @@ def materialize(ref: str, model: str, backend: str | None, store_dir: str | None
     from .adapters import adapter_for
     from .store import AssetStore
 
-    store = _capped_store(store_dir) if store_dir else AssetStore.from_env()
+    if not output:
+        raise click.BadParameter("an empty path", param_hint="'-o'")
+    written = output if output.endswith(".npz") else output + ".npz"  # numpy's rule for names
+    _output_fd(written, create=False)  # fail before the work, not after it
+    store = _capped_store(store_dir) if store_dir else AssetStore.from_env(**_deadline(_env_location()))
     out = adapter_for(_layout(model, backend)).materialize(ref, store=store)
-    np.savez(output, **out.as_hf_dict())  # type: ignore[arg-type]
-    written = output if output.endswith(".npz") else output + ".npz"  # numpy adds the extension
+    with os.fdopen(_output_fd(written, create=True), "wb") as f:
+        np.savez(f, **out.as_hf_dict())  # type: ignore[arg-type]
     click.echo(
         json.dumps({"output": written, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
     )
+
+
+def _output_fd(path: str, *, create: bool) -> int:
+    """A descriptor of the regular file to write (`create=False`: only checks an existing one).
+    Opened without blocking, so a FIFO with no reader is an error at once, never a hang."""
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    if create:
+        flags |= os.O_CREAT
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return -1
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO with no reader
+            raise click.BadParameter(f"{path} is not a regular file", param_hint="'-o'") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise click.BadParameter(f"{path} is not a regular file", param_hint="'-o'")
+    if create:
+        os.ftruncate(fd, 0)
+    else:
+        os.close(fd)
+    return fd
 
 
 @main.group()
@@ -166,7 +236,7 @@ def store_verify(store_dir: str) -> None:
 
     if not is_object_uri(store_dir) and not Path(store_dir).is_dir():
         raise click.ClickException(f"no asset store at {store_dir}")
-    problems = AssetStore(store_dir).verify()
+    problems = AssetStore(store_dir, **_deadline(store_dir)).verify()
     for p in problems:
         click.echo(p)
     click.echo(f"{len(problems)} problem(s)", err=True)
@@ -186,7 +256,7 @@ def demo() -> None:
 
 
 @main.command()
-@click.option("--repeat", default=7, show_default=True)
+@click.option("--repeat", default=7, show_default=True, type=click.IntRange(1, 1000))
 def bench(repeat: int) -> None:
     """Speed against the reference, as ratios (the full tables: `make bench`)."""
     from .demo import bench as run_bench

@@ -247,6 +247,29 @@ class Layout:
         """Layout of one image of the oriented size `width`×`height`."""
         return self._core.image(width, height)
 
+    @property
+    def max_image_rows(self) -> int:
+        """An upper bound of `t*h*w` over every image grid this layout gives, so a claimed grid
+        can be refused before anything is allocated for it (the exact check, the grid of the
+        decoded image, comes later). Bounds, with f the resize factor:
+        - Qwen: rescaling down keeps h̄·w̄ ≤ max_pixels except where a side is clamped up to f
+          (at most f·√(200·max_pixels) more, the aspect ratio being ≤ 200); rescaling up ceils
+          each side, adding at most f·(h·β + w·β) + f² to min_pixels.
+        - Kimi: a side never exceeds the side limit padded to f; floor(w/p) > w/(2p) keeps the
+          unpadded area within 4·in_patch_limit patches, and padding (or a side clamped up to
+          one pixel) adds at most f to each side."""
+        k = self._knobs
+        p: int = k["patch_size"]
+        if self.family == "kimi_k25":
+            m = k["merge_kernel_size"]
+            side: int = -(-k["patch_limit_on_one_side"] // m) * m  # in patches, padded to the merge
+            area: int = 4 * k["in_patch_limit"] + 2 * m * side + m * m
+            return min(side * side, area)
+        f = p * k["merge_size"]
+        a: int = max(k["max_pixels"], k["min_pixels"])
+        area = a + 2 * f * (math.isqrt(200 * a) + 1) + f * f
+        return area // (p * p)
+
     def images(self, sizes: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Vectorised `image` for an int array [N, 2] of (width, height) → int64 [N, 6]."""
         arr = np.asarray(sizes)

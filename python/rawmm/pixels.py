@@ -184,16 +184,21 @@ def probe(
     data: bytes,
     *,
     exif: bool = True,
+    composite: bool = False,
     max_pixels: int = MAX_IMAGE_PIXELS,
     check: Callable[[int, int], Any] | None = None,
 ) -> Probe:
     """Size and orientation of frame 0 exactly as `decode` will produce it, without decoding
     pixels. `check(width, height)` (e.g. a layout) runs on the claimed size before Pillow
-    opens anything, and again on Pillow's."""
+    opens anything, and again on Pillow's. `composite`: refuse, as decoding will, a palette
+    whose alphas Pillow cannot apply."""
     name = f"<{len(data)} bytes>"
     with _pillow_errors(name):
         im = _open(data, name, max_pixels=max_pixels, check=check)
         with im:
+            t = im.info.get("transparency")
+            if composite and im.mode == "P" and isinstance(t, bytes) and len(t) > 256:
+                raise ImageDecodeError(f"{name}: {len(t)} palette alphas; a palette has 256 entries")
             if im.format == "TIFF":
                 # Pillow's TIFF load applies the orientation itself, whatever the policy; its
                 # opened size is already swapped by the tag, so start from the stored one.
@@ -394,7 +399,7 @@ def _png_transparency(mode: str, t: object) -> dict[str, Any] | None:
     if t is None:
         return {}
     if mode == "P":
-        if isinstance(t, bytes):
+        if isinstance(t, bytes) and len(t) <= 256:  # Pillow refuses longer ones on convert
             return {"alphas": t}
         if isinstance(t, int) and 0 <= t < 256:
             return {"alphas": b"\xff" * t + b"\x00"}
@@ -424,14 +429,13 @@ def _pil_to_array(im: Image.Image, composite: bool) -> CoreImage:
     """Pixels with 1 (L), 2 (LA), 3 or 4 (RGB(X)/RGBA) channels, following transformers'
     rule: an image has alpha if it has an `A` band or a `transparency` entry."""
     has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
-    if has_alpha and composite:
-        if im.mode not in ("LA", "RGBA"):  # P, PA, and L/RGB with a colour key
-            im = im.convert("RGBA")
-    elif im.mode not in ("L", "RGB", "LA", "RGBA"):  # LA/RGBA here drop alpha in the core
-        try:
-            im = im.convert("RGB")
+    # P, PA, and L/RGB with a colour key composite from RGBA; LA/RGBA drop alpha in the core.
+    target = "RGBA" if has_alpha and composite else "RGB"
+    if im.mode not in (("LA", "RGBA") if target == "RGBA" else ("L", "RGB", "LA", "RGBA")):
+        try:  # e.g. a palette whose tRNS has more than 256 entries: transformers' convert fails too
+            im = im.convert(target)
         except (ValueError, OSError) as e:
-            raise ImageDecodeError(f"cannot convert mode {im.mode!r} to RGB: {e}") from None
+            raise ImageDecodeError(f"cannot convert mode {im.mode!r} to {target}: {e}") from None
     if im.width == 0 or im.height == 0:
         raise ImageDecodeError(f"image has no pixels: {im.width}x{im.height}")
     return _pil_pixels(im)

@@ -12,7 +12,7 @@ import os
 import posixpath
 import re
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -213,8 +213,8 @@ class AssetStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _path_of(self, path_or_uri: str | os.PathLike[str]) -> str:
-        """The file path a source path or `file://` URI names (not yet checked)."""
+    def _local_path(self, path_or_uri: Any) -> str:
+        """The file path a source path or `file://` URI names (its containment is not yet known)."""
         if isinstance(path_or_uri, str) and path_or_uri.startswith("file://"):
             try:
                 return check_file_uri(path_or_uri)
@@ -225,37 +225,64 @@ class AssetStore:
         return os.fspath(path_or_uri)
 
     def read_allowed(self, path_or_uri: str | os.PathLike[str]) -> bytes:
-        """The bytes of a source: a local file under the allowed roots (checked on the file
-        actually opened, so a symlink swapped in after any check cannot slip through), or an
-        object URI under them."""
+        """The bytes of a source: a local file physically under the allowed roots (`_files.walk`:
+        no symlink swapped in, and no look-alike name, can lead out), or an object URI under
+        them. Unverified: the caller hashes them."""
         if is_object_uri(path_or_uri):
             return self.backend.read_uri(str(path_or_uri), self.max_bytes, self._object_roots)
-        return read_regular(self._path_of(path_or_uri), self.max_bytes, self._roots)
+        return read_regular(self._local_path(path_or_uri), self.max_bytes, self._roots)
 
     def read(self, asset_id_or_uri: str, *, expected_hash: str | None = None) -> bytes:
         """Verified bytes of an asset id, or of a `file://` / object URI under the allowed
         roots. Object-store reads go through the read-through cache when there is one."""
-        if not isinstance(asset_id_or_uri, str):
-            raise UnsafePathError(f"not an asset id or URI: {show(asset_id_or_uri)}")
-        name = asset_id_or_uri
-        if "://" in name:
-            if name.startswith("file://"):
-                name = posixpath.basename(self._path_of(name))
-            else:
-                try:
-                    name = posixpath.basename(split_object_uri(name)[2])
-                except RefFormatError as e:
-                    raise UnsafePathError(str(e), asset_id_or_uri) from None
-        elif not _READ_ID.fullmatch(name):
-            raise UnsafePathError(f"invalid asset id {name!r}", name)
+        if isinstance(asset_id_or_uri, str) and "://" in asset_id_or_uri:
+            return self.read_asset(None, asset_id_or_uri, expected_hash=expected_hash)
+        return self.read_asset(asset_id_or_uri, None, expected_hash=expected_hash)
+
+    def read_asset(
+        self, asset_id: str | None, uri: str | None = None, *, expected_hash: str | None = None
+    ) -> bytes:
+        """Verified bytes of a ref's asset (refs.md §5.4 step 4): by its id in this store, else,
+        when it is not there (or there is no id), by its URI under the allowed roots. This is
+        the one place that decides what a ref may read."""
+        if asset_id is None and uri is None:
+            raise AssetNotFoundError("the ref names no asset id or URI")
+        if asset_id is not None:
+            try:
+                return self._read_named(asset_id, expected_hash)
+            except AssetNotFoundError:
+                if uri is None:
+                    raise
+        assert uri is not None
+        return self._read_uri(uri, expected_hash)
+
+    def _read_named(self, name: str, expected_hash: str | None) -> bytes:
+        if not isinstance(name, str) or not _READ_ID.fullmatch(name):
+            raise UnsafePathError(f"invalid asset id {show(name)}", name if isinstance(name, str) else None)
+        return self._verified(name, expected_hash, lambda: self.backend.read(name, self.max_bytes))
+
+    def _read_uri(self, uri: str, expected_hash: str | None) -> bytes:
+        if not isinstance(uri, str):
+            raise UnsafePathError(f"not an asset id or URI: {show(uri)}")
+        if is_object_uri(uri):
+            try:
+                name = posixpath.basename(split_object_uri(uri)[2])
+            except RefFormatError as e:
+                raise UnsafePathError(str(e), uri) from None
+        elif uri.startswith("file://"):
+            name = posixpath.basename(self._local_path(uri))
+        else:
+            raise UnsafePathError(f"not a file:// or object-store URI: {show(uri)}", uri)
+        return self._verified(name, expected_hash, lambda: self.read_allowed(uri))
+
+    def _verified(self, name: str, expected_hash: str | None, read: Callable[[], bytes]) -> bytes:
+        """`read()`'s bytes verified against `expected_hash`, else the stem of a rawmm id (a
+        cache hit first, where there is a cache)."""
         if expected_hash is None and (match := _RAWMM_ID.fullmatch(name)) is not None:
             expected_hash = match.group(1)
         if expected_hash is not None and (hit := self._cached(name, expected_hash)) is not None:
             return hit
-        if name == asset_id_or_uri:
-            data = self.backend.read(name, self.max_bytes)
-        else:
-            data = self.read_allowed(asset_id_or_uri)
+        data = read()
         if expected_hash is None:  # after the containment checks, which come first
             raise RefFormatError(f"{name!r} is not a rawmm asset id; pass expected_hash to verify it")
         verify(data, expected_hash)

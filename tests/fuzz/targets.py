@@ -8,16 +8,21 @@
   the store, its real hash known, is the bait).
 
 Seeds may hold @STORE@ (the store's images directory), @OUTSIDE@ (a directory next to it),
+@SIBLING@ (a file beside it named `<images dir> (deleted)`, the bait inside; `decoy.png` in the
+store links to it),
 @HASH@ / @OUT_HASH@ (the hashes of the stored asset and of the bait): the context fills them in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
 import sys
 import tempfile
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, also under `python
 from images import pillow_reference
 
 CORPUS = Path(__file__).parent / "corpus"
-TARGETS = ("images", "refs", "envelopes")
+TARGETS = ("images", "refs", "envelopes", "materializer")
 
 
 def _png(color: tuple[int, int, int]) -> bytes:
@@ -67,11 +72,17 @@ class Context:
             (outside / name).write_bytes(bait)
         # A symlink inside the store named for the bait, pointing out of it.
         (store.images_dir / f"{bait_hash}.png").symlink_to(outside / f"{bait_hash}.png")
+        # A sibling named as the kernel decorates a removed directory's /proc link (issue 17),
+        # and an in-store symlink to it.
+        sibling = Path(f"{store.images_dir} (deleted)")
+        sibling.write_bytes(bait)
+        (store.images_dir / "decoy.png").symlink_to(sibling)
         return cls(root, store, asset.mm_hash, bait, bait_hash)
 
     def fill(self, data: bytes) -> bytes:
         return (
             data.replace(b"@STORE@", str(self.store.images_dir).encode())
+            .replace(b"@SIBLING@", f"{self.store.images_dir} (deleted)".encode())
             .replace(b"@OUTSIDE@", str(self.root / "outside").encode())
             .replace(b"@OUT_HASH@", self.bait_hash.encode())
             .replace(b"@HASH@", self.asset_hash.encode())
@@ -83,8 +94,8 @@ _ADAPTERS = [adapter_for(layout) for layout in _LAYOUTS.values()]
 
 
 def pillow_size(data: bytes, max_pixels: int, exif: bool = True) -> tuple[int, int] | None:
-    """The reference: the size Pillow decodes (frame 0, oriented when `exif`), or None when
-    it cannot."""
+    """The reference: the size Pillow decodes (frame 0, oriented when `exif`) and transformers
+    composites, or None when they cannot."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -92,6 +103,8 @@ def pillow_size(data: bytes, max_pixels: int, exif: bool = True) -> tuple[int, i
             if im.format not in DECODE_FORMATS or im.width * im.height > max_pixels:
                 return None
             im.load()
+            if "A" in im.getbands() or im.info.get("transparency") is not None:
+                im.convert("RGBA")  # transformers' convert_to_rgb: a palette it refuses is no image
             return ImageOps.exif_transpose(im).size if exif else im.size
     except Exception:
         return None
@@ -164,8 +177,9 @@ def refs(data: bytes, ctx: Context) -> None:
             assert RawMMRef.parse(out).mm_hash == ref.mm_hash
     for where in (ref.raw_image_uri, ref.raw_image_id):
         if where is not None:
-            got = _typed(ctx.store.read, where, expected_hash=ref.mm_hash)
-            assert got != ctx.bait, f"store.read returned bytes from outside the store: {where!r}"
+            for expected in (ref.mm_hash, ctx.bait_hash):  # the bait's hash verifies only the bait
+                got = _typed(ctx.store.read, where, expected_hash=expected)
+                assert got != ctx.bait, f"store.read returned bytes from outside the store: {where!r}"
     for adapter in _ADAPTERS:
         out = _typed(adapter.materialize, ref, store=ctx.store)
         assert isinstance(out, RawmmError) or ref.mm_hash != ctx.bait_hash, "materialized the bait"
@@ -182,9 +196,100 @@ def envelopes(data: bytes, ctx: Context) -> None:
         out = _typed(adapter.materialize, obj, store=ctx.store)
         bait_id = isinstance(obj, dict) and str(obj.get("raw_image_id", "")).startswith(ctx.bait_hash)
         assert isinstance(out, RawmmError) or not bait_id, "materialized the bait"
+        # Verified against the bait's hash, only the bait's bytes (all outside the store) pass.
+        out = _typed(adapter.materialize, obj, store=ctx.store, outer_hash=ctx.bait_hash)
+        assert isinstance(out, RawmmError), "materialized the bait"
 
 
-RUN = {"images": images, "refs": refs, "envelopes": envelopes}
+class Shared:
+    """Issue 17 §2: one Materializer shared by threads that reuse their own `out=` arrays and
+    overwrite them as soon as a call returns (as a trainer reusing pinned buffers does). The
+    images, their refs and each one's pixels from `adapter.materialize` alone (the reference)."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = AssetStore(root / "shared", max_bytes=1 << 22, max_pixels=1 << 22)
+        self.adapter = _ADAPTERS[0]
+        self.refs: list[str] = []
+        self.want: list[np.ndarray] = []
+        rng = np.random.default_rng(17)
+        for i in range(12):  # ~0.5 MB of pixels each: a 3 MB cache evicts
+            arr = rng.integers(0, 256, (150 + 7 * i, 170 - 5 * i, 3), dtype=np.uint8)
+            d = self.adapter.describe(Image.fromarray(arr), store=self.store)
+            self.refs.append(self.adapter.ref(d, run_id="fuzz").to_string())
+            self.want.append(self.adapter.materialize(self.refs[-1], store=self.store).pixel_values)
+        self.missing = self.adapter.ref(
+            dataclasses.replace(d, mm_hash="0" * 64, asset_id="0" * 64 + ".png"), run_id="fuzz"
+        ).to_string()
+
+    def run(self, rng: random.Random, threads: int, cache_bytes: int, batches: int) -> int:
+        """Wrong images seen (NaN or another image's pixels); callers also check that their
+        `out=` arrays are left alone once a call has raised."""
+        from rawmm import Materializer
+
+        wrong = [0]
+        m = Materializer(self.adapter, self.store, processor_id="fuzz", cache_bytes=cache_bytes, threads=2)
+        seeds = [rng.getrandbits(32) for _ in range(threads)]
+
+        def caller(k: int) -> None:
+            r = random.Random(seeds[k])
+            mine = [np.full_like(w, np.nan) for w in self.want]  # this caller's reused buffers
+            for _ in range(batches):
+                picks = r.sample(range(len(self.refs)), r.randint(1, 4))
+                style = r.choice(["list", "batch", "none", "fail"])
+                refs = [self.refs[i] for i in picks]
+                if style == "list":
+                    out = m.materialize(refs, out=[mine[i] for i in picks]).pixel_values
+                    got = [mine[i] for i in picks]
+                elif style == "batch":
+                    buf = np.empty((sum(len(self.want[i]) for i in picks), self.want[0].shape[1]), np.float32)
+                    out = m.materialize(refs, out=buf).pixel_values
+                    got = np.split(out, np.cumsum([len(self.want[i]) for i in picks])[:-1])
+                elif style == "none":
+                    got = np.split(
+                        m.materialize(refs).pixel_values, np.cumsum([len(self.want[i]) for i in picks])[:-1]
+                    )
+                else:  # a batch that fails: no worker may write into its arrays afterwards
+                    dest = [mine[i] for i in picks]
+                    try:  # the missing asset first: the call raises while the others still run
+                        m.materialize([self.missing, *refs], out=[np.empty_like(self.want[-1]), *dest])
+                        wrong[0] += 1
+                    except RawmmError:
+                        pass
+                    for a in dest:
+                        a.fill(-1.0)
+                    time.sleep(0.002)
+                    wrong[0] += sum(not (a == -1.0).all() for a in dest)
+                    got = []
+                for i, g in zip(picks, got, strict=False):
+                    wrong[0] += not np.array_equal(g, self.want[i])
+                    g.fill(np.nan)  # reuse at once, as a trainer does
+
+        pool = [threading.Thread(target=caller, args=(k,)) for k in range(threads)]
+        try:
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+        finally:
+            m.close()
+        return wrong[0]
+
+
+_SHARED: dict[Path, Shared] = {}
+
+
+def materializer(data: bytes, ctx: Context) -> None:
+    """The input seeds a schedule: 2 or 16 threads, the cache off, tiny or roomy, a few batches
+    each."""
+    shared = _SHARED.get(ctx.root) or _SHARED.setdefault(ctx.root, Shared(ctx.root))
+    rng = random.Random(data)
+    threads = rng.choice([2, 16])
+    cache = rng.choice([0, 3 << 20, 64 << 20])
+    wrong = shared.run(rng, threads, cache, batches=rng.randint(2, 6))
+    assert wrong == 0, f"{wrong} wrong images ({threads} threads, cache {cache})"
+
+
+RUN = {"images": images, "refs": refs, "envelopes": envelopes, "materializer": materializer}
 
 # -- mutation ---------------------------------------------------------------------------------
 
