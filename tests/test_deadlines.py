@@ -42,6 +42,8 @@ class Stall:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed
+                return
             self.conns.append(conn)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 

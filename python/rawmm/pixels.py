@@ -196,9 +196,6 @@ def probe(
     with _pillow_errors(name):
         im = _open(data, name, max_pixels=max_pixels, check=check)
         with im:
-            t = im.info.get("transparency")
-            if composite and im.mode == "P" and isinstance(t, bytes) and len(t) > 256:
-                raise ImageDecodeError(f"{name}: {len(t)} palette alphas; a palette has 256 entries")
             if im.format == "TIFF":
                 # Pillow's TIFF load applies the orientation itself, whatever the policy; its
                 # opened size is already swapped by the tag, so start from the stored one.
@@ -209,6 +206,9 @@ def probe(
                     if im.format == "PNG":
                         _png_trailing_metadata(im, len(data))
                     transpose = _transpose_of(im)
+            t = im.info.get("transparency")  # a late tRNS counts: read above with the trailing chunks
+            if composite and im.mode == "P" and isinstance(t, bytes) and len(t) > 256:
+                raise ImageDecodeError(f"{name}: {len(t)} palette alphas; a palette has 256 entries")
             return Probe(w, h, transpose)
 
 

@@ -269,11 +269,12 @@ class AssetStore:
                 name = posixpath.basename(split_object_uri(uri)[2])
             except RefFormatError as e:
                 raise UnsafePathError(str(e), uri) from None
-        elif uri.startswith("file://"):
-            name = posixpath.basename(self._local_path(uri))
-        else:
+            return self._verified(name, expected_hash, lambda: self.read_allowed(uri))
+        if not uri.startswith("file://"):
             raise UnsafePathError(f"not a file:// or object-store URI: {show(uri)}", uri)
-        return self._verified(name, expected_hash, lambda: self.read_allowed(uri))
+        path = self._local_path(uri)
+        read = lambda: read_regular(path, self.max_bytes, self._roots)  # noqa: E731
+        return self._verified(posixpath.basename(path), expected_hash, read)
 
     def _verified(self, name: str, expected_hash: str | None, read: Callable[[], bytes]) -> bytes:
         """`read()`'s bytes verified against `expected_hash`, else the stem of a rawmm id (a
