@@ -4,10 +4,12 @@ Threads share one Materializer and reuse their own `out=` arrays the moment a ca
 joiner used to copy the leader's pixels out of the leader's caller's array after that caller had
 returned and refilled it (NaN images), and a batch that raised returned while workers still
 wrote into its caller's arrays. The schedules are the fuzz harness's `materializer` target
-(`python -m tests.fuzz --target materializer` runs it for longer)."""
+(`python -m tests.fuzz --target materializer` runs it for longer; RAWMM_RACE_RUNS sets the runs
+per configuration here, 4 by default)."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,5 +28,5 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
 @pytest.mark.parametrize("cache_bytes", [0, 3 << 20, 64 << 20], ids=["off", "3MB", "64MB"])
 def test_no_caller_sees_another_callers_buffer(shared: Shared, threads: int, cache_bytes: int) -> None:
     rng = random.Random(threads * 1000 + cache_bytes)
-    for _ in range(4):
+    for _ in range(int(os.environ.get("RAWMM_RACE_RUNS", "4"))):
         assert shared.run(rng, threads, cache_bytes, batches=20) == 0
