@@ -14,6 +14,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +31,9 @@ from rawmm import (
     RawMMRef,
     adapter_for,
 )
+from rawmm.adapters import Adapter
 from rawmm.pixels import decode_array
+from rawmm.store import Asset
 
 PRESETS = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "kimi_k25"]
 
@@ -49,6 +52,12 @@ def palette_png(alphas: bytes, w: int = 30, h: int = 20, interlace: int = 0) -> 
         + _chunk(b"IDAT", zlib.compress(rows))
         + _chunk(b"IEND", b"")
     )
+
+
+def _ref(adapter: Adapter, asset: Asset, payload: dict[str, Any]) -> RawMMRef:
+    """A ref of the adapter's family to a stored asset, claiming `payload`."""
+    family, fingerprint, modality = adapter.family, adapter.layout.fingerprint, adapter.feature_modality
+    return RawMMRef("r", family, fingerprint, modality, asset.mm_hash, asset.asset_id, payload)
 
 
 def _hf_refuses(data: bytes) -> bool:
@@ -71,15 +80,7 @@ def test_palette_with_too_many_alphas_is_an_image_decode_error(tmp_path: Path, m
     store = AssetStore(tmp_path)
     ok = adapter.describe(palette_png(b"\x80" * 10), store=store)  # a ref of the right shape
     asset = store.put(data)
-    ref = RawMMRef(
-        "r",
-        adapter.family,
-        layout.fingerprint,
-        adapter.feature_modality,
-        asset.mm_hash,
-        asset.asset_id,
-        ok.payload,
-    )
+    ref = _ref(adapter, asset, ok.payload)
     for call in (
         lambda: adapter.describe(data, store=store),
         lambda: adapter.materialize(ref, store=store),
@@ -108,15 +109,7 @@ def test_huge_claimed_grids_fail_before_allocating(tmp_path: Path, model: str, g
     store = AssetStore(tmp_path)
     asset = store.put(palette_png(b"\x80" * 10))
     key = "grid_thws" if adapter.family == "kimi_k25" else "image_grid_thw"
-    ref = RawMMRef(
-        "r",
-        adapter.family,
-        layout.fingerprint,
-        adapter.feature_modality,
-        asset.mm_hash,
-        asset.asset_id,
-        {key: [grid]},
-    )
+    ref = _ref(adapter, asset, {key: [grid]})
     with (
         Materializer(adapter, store, processor_id="p") as m,
         pytest.raises(LayoutError, match="more patches"),

@@ -23,7 +23,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | getattr(os, "O_NOCTTY", 0)
 # O_PATH (Linux): a directory may be walked through with search permission alone.
 _WALK_FLAGS = (getattr(os, "O_PATH", 0) or os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 #: Symlinks resolved in one walk (the kernel's own limit).
 _MAX_LINKS = 40
 
@@ -160,7 +160,7 @@ def open_directory(path: str) -> int:
     """A read-only descriptor of the directory at the real path `path`, reached with no symlink
     anywhere on the way (so it is that directory, not one a symlink swapped in leads to)."""
     try:
-        fd, real = walk(path, DIR_FLAGS, follow=False)
+        fd, real = walk(path, _DIR_FLAGS, follow=False)
     except OSError as e:
         if e.errno in (errno.ENOTDIR, errno.ELOOP):  # a symlink or a file on the way
             raise UnsafePathError("the store directory is not a directory", path) from None

@@ -725,11 +725,11 @@ class Materializer:
                 f.view = None
             # Nobody joins these from now on, so their reads not yet begun can be dropped (a
             # failed batch fails within one read's deadline).
-            alone = {id(f) for f in idle if not f.joined}
-            self._inflight = {k: v for k, v in self._inflight.items() if id(v) not in alone}
-        for f in idle:
+            alone = [f for f in idle if not f.joined]
+            self._inflight = {k: v for k, v in self._inflight.items() if v not in alone}
+        for f in alone:
             fetched = f.fetched  # None once the read is done
-            if id(f) in alone and fetched is not None:
+            if fetched is not None:
                 fetched.cancel()  # its callback settles the flight (outside the lock)
         wait(running)
 
