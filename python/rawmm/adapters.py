@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,7 @@ from .errors import (
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
-from .pixels import Probe, encoded_pixel_values, probe
+from .pixels import Probe, decode_rgb, encoded_pixel_values, probe
 from .refs import (
     MARKER,
     MARKER_KEY,
@@ -88,6 +88,14 @@ class Descriptor:
             "num_tokens": self.num_tokens,
             "payload": self.payload,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A ref's verified encoded bytes and its RGB raster, (H, W, 3) uint8 (`Adapter.image`)."""
+
+    data: bytes
+    rgb: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,32 +269,60 @@ class Adapter:
         fetched: Future[bytes] | None = None,
         out: np.ndarray | None = None,
         threads: int | None = None,
+        dtype: str = "float32",
     ) -> ModelInputs:
         """Verified bytes → decode → pixel pipeline; the grid must equal the payload's.
         `fetched`: the verified bytes, already being fetched (the Materializer's prefetch).
-        `out`: the caller's array for the pixels (see `Layout.pixel_values`). `threads`: for
-        the pixel pipeline, as in `Layout.pixel_values` (None: all cores)."""
+        `out`, `threads`, `dtype`: for the pixel pipeline, as in `Layout.pixel_values` (threads
+        None: all cores)."""
         src, mm_hash = self.resolve(ref_or_item)
         grid = self.check(src)
         data = fetched.result() if fetched is not None else self.fetch(src, mm_hash or outer_hash, store)
-
-        def check(w: int, h: int) -> None:
-            # Either orientation here: only the decode is sure of it (a PNG's trailing eXIf).
-            if grid not in (self.layout.image(w, h).grid_thw, self.layout.image(h, w).grid_thw):
-                raise LayoutError(f"a {w}x{h} image cannot have the ref's grid {list(grid)}")
-
         pv = encoded_pixel_values(
             self.layout,
             data,
             max_pixels=store.max_pixels,
             max_bytes=store.max_bytes,
-            check=check,
+            check=self._header_check(grid),
             out=out,
             threads=threads,
+            dtype=dtype,
         )
-        if tuple(int(v) for v in pv.grid_thw[0]) != grid:
-            raise LayoutError(f"image grid {pv.grid_thw[0].tolist()} differs from the ref's {list(grid)}")
+        self._grid_check(grid, tuple(int(v) for v in pv.grid_thw[0]))
         return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)
+
+    def image(self, ref_or_item: Any, *, store: AssetStore, max_pixels: int | None = None) -> Decoded:
+        """The verified bytes of a ref and the RGB raster `materialize` resizes (EXIF, alpha and
+        mode rules applied): what a server's own processor must be handed to compute exactly
+        `materialize`'s pixels. Every check of `materialize` applies. `max_pixels`: a further
+        cap (the server's own), below the store's."""
+        src, mm_hash = self.resolve(ref_or_item)
+        grid = self.check(src)
+        data = self.fetch(src, mm_hash, store)
+        knobs = self.layout.knobs
+        rgb = decode_rgb(
+            data,
+            exif=knobs["exif_policy"] == "apply",
+            composite=knobs["alpha_policy"] == "composite_white",
+            max_pixels=min(store.max_pixels, max_pixels or store.max_pixels),
+            max_bytes=store.max_bytes,
+            check=self._header_check(grid),
+        )
+        self._grid_check(grid, self.layout.image(rgb.shape[1], rgb.shape[0]).grid_thw)
+        return Decoded(data, rgb)
+
+    def _header_check(self, grid: tuple[int, int, int]) -> Callable[[int, int], None]:
+        def check(w: int, h: int) -> None:
+            # Either orientation here: only the decode is sure of it (a PNG's trailing eXIf).
+            if grid not in (self.layout.image(w, h).grid_thw, self.layout.image(h, w).grid_thw):
+                raise LayoutError(f"a {w}x{h} image cannot have the ref's grid {list(grid)}")
+
+        return check
+
+    @staticmethod
+    def _grid_check(claimed: tuple[int, int, int], actual: tuple[int, ...]) -> None:
+        if tuple(actual) != claimed:
+            raise LayoutError(f"image grid {list(actual)} differs from the ref's {list(claimed)}")
 
     @property
     def grid_key(self) -> str:
@@ -441,6 +477,8 @@ def cache_key(
     return fingerprint_bytes(framed)
 
 
+#: The Materializer's output types: transformers' float32, or the patches before rescale.
+_DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "uint8": np.uint8}
 #: Batch buffers a Materializer keeps for reuse (two: the batch a trainer holds and the next).
 SLABS = 2
 
@@ -494,7 +532,7 @@ class Materializer:
         with self._lock:
             self._slabs.clear()
 
-    def _recycled(self, shape: tuple[int, ...]) -> np.ndarray:
+    def _recycled(self, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
         """A fresh batch array, in memory a previous batch used once nothing refers to that
         batch any more: writing a batch into newly mapped memory makes the kernel fault in and
         zero every page first (a fifth of the Materializer's time on a 1 GB batch). At most
@@ -504,9 +542,9 @@ class Materializer:
             for slab in self._slabs:
                 # Free when only the list, this loop and the call hold it: every array handed
                 # out (and any view of one, a torch tensor included) refers to its slab.
-                if n <= slab.size <= 2 * n and sys.getrefcount(slab) == 3:
+                if slab.dtype == dtype and n <= slab.size <= 2 * n and sys.getrefcount(slab) == 3:
                     return slab[:n].reshape(shape)
-            slab = np.empty(n, np.float32)
+            slab = np.empty(n, dtype)
             self._slabs.append(slab)
             if len(self._slabs) > SLABS:  # forget the oldest; its memory goes once unused
                 self._slabs.pop(0)
@@ -552,12 +590,15 @@ class Materializer:
         *,
         outer: Sequence[tuple[str, str, int]] | None = None,
         out: np.ndarray | Sequence[np.ndarray] | None = None,
+        dtype: str = "float32",
     ) -> ModelInputs:
         """The batch's pixels, each image written straight into its destination (no
         concatenation pass): one new array (in the memory of an earlier batch nothing refers
-        to any more, if there is one: see `_recycled`); or `out`, either one C-contiguous float32 array of
-        the batch's shape (e.g. a reused pinned buffer) or a list of such arrays, one per ref of
-        that image's shape, which `pixel_values` then is.
+        to any more, if there is one: see `_recycled`); or `out`, either one C-contiguous array of
+        the batch's shape and dtype (e.g. a reused pinned buffer) or a list of such arrays, one
+        per ref of that image's shape, which `pixel_values` then is. `dtype="uint8"`: the resized
+        patches before rescale and normalise (what vLLM's processor emits), for
+        `Layout.normalize` on the consumer's device.
 
         Reads run ahead on an I/O pool; each worker verifies, decodes and packs one image at a
         time with the GIL released, so at most `threads` decoded images are alive at once."""
@@ -565,6 +606,8 @@ class Materializer:
             raise RefFormatError(f"refs must be a list, got {type(refs).__name__}")
         if not refs:
             raise RefFormatError("no refs to materialize")
+        if dtype not in _DTYPES:
+            raise LayoutError(f"dtype must be one of {list(_DTYPES)}, got {show(dtype)}")
         if outer is not None and (not isinstance(outer, Sequence) or len(outer) != len(refs)):
             raise RefFormatError("outer must be a list parallel to refs")
         planned = []
@@ -582,15 +625,17 @@ class Materializer:
                 if o_len != length:
                     raise LayoutError(f"ref {i}: placeholder length {o_len} differs from the ref's {length}")
             key = cache_key(text, fm, mm_hash, length, self.processor_id, self.adapter.layout.fingerprint)
+            if dtype != "float32":  # the same image's uint8 patches are another entry
+                key += ":" + dtype
             planned.append((key, parsed, mm_hash, grid))
         rows = [g[0] * g[1] * g[2] for *_, g in planned]
         if isinstance(out, list | tuple):
             if len(out) != len(refs):
                 raise LayoutError(f"out has {len(out)} arrays for {len(refs)} refs")
-            views = [self._destination(n, o) for n, o in zip(rows, out, strict=True)]
+            views = [self._destination(n, o, dtype) for n, o in zip(rows, out, strict=True)]
             dest: np.ndarray | Sequence[np.ndarray] = out
         else:
-            batch = self._destination(sum(rows), out)
+            batch = self._destination(sum(rows), out, dtype)
             bounds = itertools.pairwise(np.cumsum([0, *rows]))
             views = [batch[a:b] for a, b in bounds]
             dest = batch
@@ -598,7 +643,7 @@ class Materializer:
         # threads (no nested all-core pools); a single image gets them all.
         threads = max(1, self.threads // len(refs))
         jobs = [
-            (view, *self._get(key, parsed, mm_hash, view, threads))
+            (view, *self._get(key, parsed, mm_hash, view, threads, dtype))
             for (key, parsed, mm_hash, _), view in zip(planned, views, strict=True)
         ]
         grids = []
@@ -616,7 +661,7 @@ class Materializer:
         # With a list `out`, pixel_values is that list (ModelInputs documents it).
         return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)  # type: ignore[arg-type]
 
-    def _destination(self, rows: int, out: object) -> np.ndarray:
+    def _destination(self, rows: int, out: object, dtype: str) -> np.ndarray:
         layout = self.adapter.layout
         p = layout.knobs["patch_size"]
         if layout.family == "kimi_k25":
@@ -624,16 +669,16 @@ class Materializer:
         else:
             shape = (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
         if out is None:
-            return self._recycled(shape)
-        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
+            return self._recycled(shape, _DTYPES[dtype])
+        if not isinstance(out, np.ndarray) or out.dtype != _DTYPES[dtype] or out.shape != shape:
             got = (getattr(out, "dtype", type(out).__name__), getattr(out, "shape", None))
-            raise LayoutError(f"out must be a float32 array of shape {shape}, got {got}")
+            raise LayoutError(f"out must be a {dtype} array of shape {shape}, got {got}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise LayoutError("out must be C-contiguous and writable")
         return out
 
     def _get(
-        self, key: str, parsed: Any, mm_hash: str, view: np.ndarray, threads: int
+        self, key: str, parsed: Any, mm_hash: str, view: np.ndarray, threads: int, dtype: str
     ) -> tuple[_Flight, bool]:
         """The computation of `key` and whether this caller leads it (its pixels go straight
         into `view`); a cache hit or a joined computation yields private memory to copy."""
@@ -654,23 +699,37 @@ class Materializer:
             flight = self._inflight[key] = _Flight(view)
         # The pixel work is queued once the bytes are in, so no decoder waits on a slow read.
         fetched = flight.fetched = self._io.submit(self.adapter.fetch, parsed, mm_hash, self.store)
-        fetched.add_done_callback(lambda f: self._queue(key, flight, parsed, mm_hash, f, threads))
+        fetched.add_done_callback(lambda f: self._queue(key, flight, parsed, mm_hash, f, threads, dtype))
         return flight, True
 
     def _queue(
-        self, key: str, flight: _Flight, parsed: Any, mm_hash: str, fetched: Future[bytes], threads: int
+        self,
+        key: str,
+        flight: _Flight,
+        parsed: Any,
+        mm_hash: str,
+        fetched: Future[bytes],
+        threads: int,
+        dtype: str,
     ) -> None:
         flight.fetched = None  # done; and no flight -> read -> callback -> flight cycle keeps a view
         if fetched.cancelled():  # by `close`, or dropped with its abandoned batch
             self._settle(key, flight, RawmmError("the read was cancelled: the Materializer was closed"))
             return
         try:
-            self._pool.submit(self._compute, key, flight, parsed, mm_hash, fetched, threads)
+            self._pool.submit(self._compute, key, flight, parsed, mm_hash, fetched, threads, dtype)
         except RuntimeError:  # shut down meanwhile
             self._settle(key, flight, RawmmError("the Materializer was closed"))
 
     def _compute(
-        self, key: str, flight: _Flight, parsed: Any, mm_hash: str, fetched: Future[bytes], threads: int
+        self,
+        key: str,
+        flight: _Flight,
+        parsed: Any,
+        mm_hash: str,
+        fetched: Future[bytes],
+        threads: int,
+        dtype: str,
     ) -> None:
         with self._lock:
             flight.started = True
@@ -687,6 +746,7 @@ class Materializer:
                 fetched=fetched,
                 out=view,
                 threads=threads,
+                dtype=dtype,
             )
         except BaseException as e:
             self._settle(key, flight, e)

@@ -35,6 +35,7 @@ __all__ = [
     "PixelValues",
     "Probe",
     "decode",
+    "decode_rgb",
     "probe",
     "resize_bicubic",
 ]
@@ -96,6 +97,12 @@ def _transpose_of(im: Image.Image) -> Image.Transpose | None:
         return _TRANSPOSE.get(value)
     except TypeError:  # unhashable value: exif_transpose would fail the same way
         raise ImageDecodeError(f"unusable EXIF orientation {value!r}") from None
+
+
+def oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of a PIL image once its EXIF orientation is applied (`decode`'s rule), from
+    the metadata it still carries (a `convert`ed copy keeps it)."""
+    return (im.height, im.width) if _transpose_of(im) in _SWAPS else im.size
 
 
 def _png_trailing_metadata(im: Image.Image, size: int) -> None:
@@ -251,6 +258,32 @@ def _load(im: Image.Image, exif: bool) -> Image.Image:
     return im
 
 
+def decode_rgb(
+    source: Source,
+    *,
+    exif: bool,
+    composite: bool,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    check: Callable[[int, int], Any] | None = None,
+) -> np.ndarray:
+    """The RGB raster the pixel pipeline resizes, as an (H, W, 3) uint8 array: `decode`, then
+    transformers' conversion (alpha composited on opaque white when `composite`, else dropped;
+    grey replicated), the same bytes the core derives from `decode_array`'s pixels."""
+    im = decode(source, exif=exif, max_pixels=max_pixels, max_bytes=max_bytes, check=check)
+    has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
+    try:
+        if has_alpha and composite:
+            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(white, im.convert("RGBA"))
+        im = im.convert("RGB")
+    except (ValueError, OSError) as e:  # e.g. a palette whose tRNS has more than 256 entries
+        raise ImageDecodeError(f"cannot convert mode {im.mode!r} to RGB: {e}") from None
+    if im.width == 0 or im.height == 0:
+        raise ImageDecodeError(f"image has no pixels: {im.width}x{im.height}")
+    return np.asarray(im)
+
+
 # What the core accepts: a (H, W, C) uint8 array, or a zero-copy view of a PIL image.
 CoreImage = np.ndarray | tuple[Any, Any, int, int, int, bool]
 
@@ -282,18 +315,19 @@ def encoded_pixel_values(
     check: Callable[[int, int], Any] | None = None,
     out: np.ndarray | None = None,
     threads: int | None = None,
+    dtype: str = "float32",
 ) -> PixelValues:
-    """`pixel_values` of one encoded image, its header read once: a PNG streamed into the
+    """`pixel_values` of one encoded image, its header read once: a float32 PNG streamed into the
     resize where that applies (`png_pixel_values`), else decoded whole (`decode_array`)."""
     data, name = _read(source, max_bytes)
     knobs = layout.knobs
     exif, composite = knobs["exif_policy"] == "apply", knobs["alpha_policy"] == "composite_white"
     png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    pv = _stream_png(layout, data, png, out=out, threads=threads)
+    pv = _stream_png(layout, data, png, out=out, threads=threads) if dtype == "float32" else None
     if pv is not None:
         return pv
     arr = _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
-    return core_pixel_values(layout, [arr], out=out, threads=threads)
+    return core_pixel_values(layout, [arr], dtype=dtype, out=out, threads=threads)
 
 
 def png_pixel_values(

@@ -3,8 +3,9 @@ token ids and counts per image, the item envelope and the ref.
 
 With the `renderers` package: pass `GridProcessor(layout)` as `processor=` to a renderer
 (`Qwen3VLRenderer`, `Qwen35Renderer`, or `KimiK25Renderer` with a Kimi layout); it supplies
-the grid and token count from the image size alone, so the prompt's placeholders are exact
-while no pixel is processed. Then
+the grid and token count from the image size alone (oriented by its EXIF tag when the layout
+applies EXIF, as `describe` and vLLM do), so the prompt's placeholders are exact while no pixel
+is processed. Then
 `attach_refs(rendered.multi_modal_data, messages, adapter, store)` swaps each image's
 processor output for its envelope, and the renderer's pixel hash for rawmm's `mm_hash`.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from .adapters import Adapter, Descriptor, _image_parts, _part_source
 from .errors import LayoutError, RefFormatError
 from .layout import Layout, Tokenizer
+from .pixels import oriented_size
 from .store import AssetStore
 
 __all__ = ["GridProcessor", "RendererImage", "attach_refs", "describe_for_renderer"]
@@ -67,7 +69,14 @@ class _GridImageProcessor:
     def _layout_of(self, im: Any) -> Any:
         if isinstance(im, Mapping):  # a Kimi media dict
             im = im["image"]
-        w, h = (im.shape[1], im.shape[0]) if isinstance(im, np.ndarray) else im.size
+        if isinstance(im, np.ndarray):
+            w, h = im.shape[1], im.shape[0]
+        elif self.layout.knobs["exif_policy"] == "apply":
+            # Renderers hand over the image as stored; `describe`, `materialize` and vLLM's own
+            # loader apply its EXIF orientation.
+            w, h = oriented_size(im)
+        else:
+            w, h = im.size
         return self.layout.image(w, h)
 
     def __call__(self, images: Any, return_tensors: str | None = "np", **_: Any) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
 """Fuzz targets: each takes bytes and raises AssertionError when an invariant of issue 9 breaks.
 
 - `images`: for every input Pillow decodes (open, load, `exif_transpose`), `describe` gives its
-  oriented size and `materialize` of the ref decodes exactly that grid; for every input it does
-  not, `materialize` raises a typed error. Only `RawmmError`s escape anywhere.
+  oriented size, `materialize` of the ref decodes exactly that grid and `Adapter.image` (what
+  the vLLM connector hands vLLM) the raster `materialize` resizes; for every input it does not,
+  `materialize` raises a typed error. Only `RawmmError`s escape anywhere.
 - `refs` / `envelopes`: parsing and materializing hostile refs and envelopes raises only
   `RawmmError`s and never returns bytes from outside the store (a valid image placed next to
   the store, its real hash known, is the bait).
@@ -157,9 +158,15 @@ def _image(data: bytes, ctx: Context, adapter: Any) -> None:
             return
         assert not isinstance(d, RawmmError), f"Pillow decodes {expected}, describe raised {d!r}"
         assert (d.width, d.height) == expected, f"describe {(d.width, d.height)} != Pillow {expected}"
-        out = _typed(adapter.materialize, adapter.ref(d, run_id="fuzz"), store=store)
+        ref = adapter.ref(d, run_id="fuzz")
+        out = _typed(adapter.materialize, ref, store=store)
         assert not isinstance(out, RawmmError), f"describe {expected} ok, materialize raised {out!r}"
         assert tuple(out.grid_thw[0]) == want.grid_thw
+        # What the vLLM connector hands vLLM's processor: materialize's raster, exactly.
+        raster = _typed(adapter.image, ref, store=store)
+        assert not isinstance(raster, RawmmError), f"materialize ok, image raised {raster!r}"
+        got = layout.pixel_values(raster.rgb, dtype="uint8").pixel_values
+        assert np.array_equal(got, adapter.materialize(ref, store=store, dtype="uint8").pixel_values)
     elif not isinstance(d, RawmmError):
         out = _typed(adapter.materialize, adapter.ref(d, run_id="fuzz"), store=store)
         assert isinstance(out, RawmmError), "rawmm decoded an image Pillow cannot"
@@ -183,6 +190,8 @@ def refs(data: bytes, ctx: Context) -> None:
     for adapter in _ADAPTERS:
         out = _typed(adapter.materialize, ref, store=ctx.store)
         assert isinstance(out, RawmmError) or ref.mm_hash != ctx.bait_hash, "materialized the bait"
+        out = _typed(adapter.image, text, store=ctx.store)  # the vLLM connector's read
+        assert isinstance(out, RawmmError) or ref.mm_hash != ctx.bait_hash, "decoded the bait"
 
 
 def envelopes(data: bytes, ctx: Context) -> None:

@@ -1,13 +1,18 @@
-"""Runs inside the vLLM environment (`make vllm-env`), not rawmm's: builds a tiny random-weight
-Qwen-VL model folder (config, processor config, a small byte-level BPE tokenizer), creates
-vLLM's own multimodal processor for it with its defaults (so `mm_device_do_normalize` is
-on for Qwen-VL), runs the images through `processor.apply`, and normalises the raw patches
-with vLLM's in-model `FusedMMInputNorm` (its CPU path). Writes what it got to an .npz.
+"""Runs inside the vLLM environment (`make vllm-env`), not rawmm's. Three commands:
 
-    python vllm_side.py IMAGES.npz OUT_PREFIX FAMILY...
-
-FAMILY: qwen2_vl, qwen2_5_vl or qwen3_vl, each written to OUT_PREFIX<family>.npz. IMAGES.npz
-holds uint8 RGB arrays image0, image1...
+python vllm_side.py IMAGES.npz OUT_PREFIX FAMILY...
+    Builds a tiny Qwen-VL model folder (config, processor config, a small byte-level BPE
+    tokenizer), creates vLLM's own multimodal processor for it with its defaults (so
+    `mm_device_do_normalize` is on for Qwen-VL), runs the images through `processor.apply`,
+    and normalises the raw patches with vLLM's in-model `FusedMMInputNorm` (its CPU path).
+    FAMILY: qwen2_vl, qwen2_5_vl or qwen3_vl, each written to OUT_PREFIX<family>.npz.
+    IMAGES.npz holds uint8 RGB arrays image0, image1...
+python vllm_side.py model FAMILY DIR
+    Writes that folder to DIR with random weights (seeded), for vLLM's server to serve.
+python vllm_side.py patches DIR OUT.npz URL...
+    The patches vLLM's processor for the model in DIR builds from each URL fetched through
+    the media connector named by VLLM_MEDIA_CONNECTOR (rawmm's: refs from RAWMM_STORE):
+    raw{i} (uint8) and grid{i}.
 """
 
 from __future__ import annotations
@@ -31,7 +36,21 @@ SPECIALS = [
     "<|vision_end|>",
     "<|image_pad|>",
     "<|video_pad|>",
+    # What renderers' Qwen3-VL and Qwen3.5 renderers look up.
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
 ]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] in ('image', 'image_url') %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 # The hub preprocessor configs (image part) of each family.
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 QWEN2 = dict(patch_size=14, image_mean=CLIP_MEAN, image_std=CLIP_STD, min_pixels=3136, max_pixels=12845056)
@@ -57,6 +76,11 @@ def tokenizer(folder: Path) -> dict[str, int]:
     fast.save_pretrained(folder)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["tokenizer_class"] = "Qwen2TokenizerFast"
+    # Qwen-VL's chat template, reduced to text and images (the chat-completions API needs one).
+    config["chat_template"] = CHAT_TEMPLATE
+    config["unk_token"] = (
+        None  # as Qwen's own: transformers 5.24's Qwen2Tokenizer defaults it to <|endoftext|>
+    )
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return {s: fast.convert_tokens_to_ids(s) for s in SPECIALS} | {"vocab_size": len(fast)}
 
@@ -71,7 +95,7 @@ def model_folder(family: str, folder: Path) -> dict[str, int]:
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
-        max_position_embeddings=4096,
+        max_position_embeddings=16384,
         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]} if family != "qwen3_vl" else None,
         rope_theta=10000.0,
         torch_dtype="float32",
@@ -120,7 +144,60 @@ def model_folder(family: str, folder: Path) -> dict[str, int]:
     return ids
 
 
+def weights(folder: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+    with torch.no_grad():  # larger than the default init, so that images move the logprobs visibly
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    model.save_pretrained(folder)
+
+
+def patches(folder: str, out: str, urls: list[str]) -> None:
+    import vllm.envs as envs
+    from vllm.config import ModelConfig
+    from vllm.multimodal import MULTIMODAL_REGISTRY
+    from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
+    from vllm.multimodal.processing.context import TimingContext
+    from vllm.multimodal.processing.inputs import ProcessorInputs
+    from vllm.plugins import load_general_plugins
+
+    load_general_plugins()
+    config = ModelConfig(model=folder, tokenizer=folder, dtype="float32", max_model_len=4096)
+    processor = MULTIMODAL_REGISTRY.create_processor(config)
+    tokenizer = processor.info.get_tokenizer()
+
+    class Parser:  # what builds a connector in the server: an owner of the served model's config
+        model_config = config
+
+        def connector(self):
+            return MEDIA_CONNECTOR_REGISTRY.load(envs.VLLM_MEDIA_CONNECTOR)
+
+    connector = Parser().connector()
+    pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    result = {}
+    for i, url in enumerate(urls):
+        image = connector.fetch_image(url)
+        inputs = ProcessorInputs(prompt=[pad], mm_data_items=processor.info.parse_mm_data({"image": [image]}))
+        kw = processor.apply(inputs, TimingContext())["mm_kwargs"]["image"][0]
+        result[f"raw{i}"] = kw["pixel_values"].data.numpy()
+        result[f"grid{i}"] = kw["image_grid_thw"].data.numpy()
+    np.savez(out, **result)
+
+
 def main() -> None:
+    if sys.argv[1] == "model":
+        folder = Path(sys.argv[3])
+        folder.mkdir(parents=True, exist_ok=True)
+        model_folder(sys.argv[2], folder)
+        weights(folder)
+        return
+    if sys.argv[1] == "patches":
+        patches(sys.argv[2], sys.argv[3], sys.argv[4:])
+        return
     images_path, out_prefix, families = sys.argv[1], sys.argv[2], sys.argv[3:]
     import torch
     from PIL import Image
