@@ -16,9 +16,10 @@ which the contenders take turns (`_common.interleaved_medians`).
 3. Peak memory of one large PNG with rows streamed into the resize against decoding it whole.
 4. A batch of 48 mixed refs (JPEG photos, PNG screenshots, 300..1600 px) on all cores: the
    Materializer (pixel cache off) against Pillow decode + HF torchvision at equal threads, and
-   Pillow decode + HF PIL on a thread pool of that size. The Materializer twice: each batch
-   dropped before the next (its buffer is reused), and the two previous batches held (every
-   batch lands in new memory, whose pages the kernel faults in and zeroes).
+   Pillow decode + HF PIL on a thread pool of that size. The Materializer four ways: kept,
+   each batch dropped before the next; kept, the two previous batches held; a new Materializer
+   per batch, the previous batch held (buffers come from the process-wide pool either way); and
+   kept with `dtype="uint8"` (its ratio is to the float32 kept row).
 """
 
 from __future__ import annotations
@@ -187,9 +188,21 @@ def materializer_section(store: AssetStore) -> None:
         refs = [adapter.ref(adapter.describe(d, store=store)).to_string() for d in data]
         m = Materializer(adapter, store, processor_id="bench", cache_bytes=0, threads=cores)
         fns[f"rawmm {b}"] = lambda m=m, refs=refs: m.materialize(refs)
-        # The two previous batches still held: no buffer is free, so every batch is new memory.
+        # The two previous batches still held: their buffers are not free.
         held: collections.deque[object] = collections.deque(maxlen=2)
         fns[f"held {b}"] = lambda m=m, refs=refs, held=held: held.append(m.materialize(refs))
+        # A Materializer built for each batch (the README's `with` example), the previous
+        # batch still held by the trainer.
+        last: collections.deque[object] = collections.deque(maxlen=1)
+
+        def per_batch(
+            adapter: object = adapter, refs: list[str] = refs, last: collections.deque = last
+        ) -> None:
+            with Materializer(adapter, store, processor_id="bench", cache_bytes=0, threads=cores) as fresh:
+                last.append(fresh.materialize(refs))
+
+        fns[f"per-batch {b}"] = per_batch
+        fns[f"uint8 {b}"] = lambda m=m, refs=refs: m.materialize(refs, dtype="uint8")
 
     def tv_loop() -> None:
         torch.set_num_threads(cores)
@@ -207,16 +220,17 @@ def materializer_section(store: AssetStore) -> None:
     n = len(data)
     print(f"\n## Materializer, {n} mixed refs, {cores} threads (pixel cache off)\n")
     print(
-        "| backend | reference img/s | rawmm img/s | ratio | rawmm img/s, earlier batches held | ratio |\n"
-        + "|---" * 6
-        + "|"
+        "| backend | reference img/s | kept | ratio | kept, 2 earlier batches held | ratio "
+        "| a Materializer per batch, previous held | ratio | uint8, kept | vs float32 |\n" + "|---" * 10 + "|"
     )
     names = {"torchvision": "Pillow + HF tv, torch threads", "pil": "Pillow + HF PIL, thread pool"}
     for b, ref_name in names.items():
         ref, ours, held = t[f"ref {b}"], t[f"rawmm {b}"], t[f"held {b}"]
+        per, u8 = t[f"per-batch {b}"], t[f"uint8 {b}"]
         print(
             f"| {b} ({ref_name}) | {n / ref:.1f} | {n / ours:.1f} | {ref / ours:.2f}x "
-            f"| {n / held:.1f} | {ref / held:.2f}x |"
+            f"| {n / held:.1f} | {ref / held:.2f}x | {n / per:.1f} | {ref / per:.2f}x "
+            f"| {n / u8:.1f} | {ours / u8:.2f}x |"
         )
     pool.shutdown()
 

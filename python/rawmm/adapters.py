@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._pool import pool
 from .errors import (
     AssetNotFoundError,
     LayoutError,
@@ -479,8 +479,6 @@ def cache_key(
 
 #: The Materializer's output types: transformers' float32, or the patches before rescale.
 _DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "uint8": np.uint8}
-#: Batch buffers a Materializer keeps for reuse (two: the batch a trainer holds and the next).
-SLABS = 2
 
 
 class Materializer:
@@ -502,7 +500,6 @@ class Materializer:
         self.cache_bytes = int(cache_bytes)
         self.threads = threads or os.cpu_count() or 1
         self._cache: OrderedDict[str, ModelInputs] = OrderedDict()
-        self._slabs: list[np.ndarray] = []
         self._cached_bytes = 0
         self._inflight: dict[str, _Flight] = {}
         self._lock = threading.Lock()
@@ -529,26 +526,6 @@ class Materializer:
         # Reads not yet begun are dropped: closing waits for one read's deadline at most.
         self._io.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
-        with self._lock:
-            self._slabs.clear()
-
-    def _recycled(self, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
-        """A fresh batch array, in memory a previous batch used once nothing refers to that
-        batch any more: writing a batch into newly mapped memory makes the kernel fault in and
-        zero every page first (a fifth of the Materializer's time on a 1 GB batch). At most
-        `SLABS` buffers are kept, and `close()` releases them."""
-        n = int(np.prod(shape))
-        with self._lock:
-            for slab in self._slabs:
-                # Free when only the list, this loop and the call hold it: every array handed
-                # out (and any view of one, a torch tensor included) refers to its slab.
-                if slab.dtype == dtype and n <= slab.size <= 2 * n and sys.getrefcount(slab) == 3:
-                    return slab[:n].reshape(shape)
-            slab = np.empty(n, dtype)
-            self._slabs.append(slab)
-            if len(self._slabs) > SLABS:  # forget the oldest; its memory goes once unused
-                self._slabs.pop(0)
-            return slab.reshape(shape)
 
     def __enter__(self) -> Materializer:
         return self
@@ -593,12 +570,12 @@ class Materializer:
         dtype: str = "float32",
     ) -> ModelInputs:
         """The batch's pixels, each image written straight into its destination (no
-        concatenation pass): one new array (in the memory of an earlier batch nothing refers
-        to any more, if there is one: see `_recycled`); or `out`, either one C-contiguous array of
-        the batch's shape and dtype (e.g. a reused pinned buffer) or a list of such arrays, one
-        per ref of that image's shape, which `pixel_values` then is. `dtype="uint8"`: the resized
-        patches before rescale and normalise (what vLLM's processor emits), for
-        `Layout.normalize` on the consumer's device.
+        concatenation pass): one new array (in the memory of an earlier batch, of any
+        Materializer of the process, that nothing refers to any more: `rawmm._pool`); or
+        `out`, either one C-contiguous array of the batch's shape and dtype (e.g. a reused
+        pinned buffer) or a list of such arrays, one per ref of that image's shape, which
+        `pixel_values` then is. `dtype="uint8"`: the resized patches before rescale and
+        normalise (what vLLM's processor emits), for `Layout.normalize` on the consumer's device.
 
         Reads run ahead on an I/O pool; each worker verifies, decodes and packs one image at a
         time with the GIL released, so at most `threads` decoded images are alive at once."""
@@ -669,7 +646,7 @@ class Materializer:
         else:
             shape = (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
         if out is None:
-            return self._recycled(shape, _DTYPES[dtype])
+            return pool().take(shape, _DTYPES[dtype])
         if not isinstance(out, np.ndarray) or out.dtype != _DTYPES[dtype] or out.shape != shape:
             got = (getattr(out, "dtype", type(out).__name__), getattr(out, "shape", None))
             raise LayoutError(f"out must be a {dtype} array of shape {shape}, got {got}")

@@ -317,13 +317,13 @@ def encoded_pixel_values(
     threads: int | None = None,
     dtype: str = "float32",
 ) -> PixelValues:
-    """`pixel_values` of one encoded image, its header read once: a float32 PNG streamed into the
+    """`pixel_values` of one encoded image, its header read once: a PNG streamed into the
     resize where that applies (`png_pixel_values`), else decoded whole (`decode_array`)."""
     data, name = _read(source, max_bytes)
     knobs = layout.knobs
     exif, composite = knobs["exif_policy"] == "apply", knobs["alpha_policy"] == "composite_white"
     png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    pv = _stream_png(layout, data, png, out=out, threads=threads) if dtype == "float32" else None
+    pv = _stream_png(layout, data, png, out=out, threads=threads, dtype=dtype)
     if pv is not None:
         return pv
     arr = _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
@@ -416,11 +416,19 @@ def _decode_array(
 
 
 def _stream_png(
-    layout: Layout, data: bytes, png: _PngHeader | None, *, out: np.ndarray | None, threads: int | None
+    layout: Layout,
+    data: bytes,
+    png: _PngHeader | None,
+    *,
+    out: np.ndarray | None,
+    threads: int | None,
+    dtype: str = "float32",
 ) -> PixelValues | None:
     if png is None or png.transpose is not None:  # a transpose needs the whole image
         return None
-    res = layout._core.png_pixel_values(data, png.mode, **png.transparency, threads=threads, out=out)
+    res = layout._core.png_pixel_values(
+        data, png.mode, **png.transparency, dtype=dtype, threads=threads, out=out
+    )
     if res is None:
         return None
     values, grid, tokens = res
