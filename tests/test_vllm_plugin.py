@@ -5,9 +5,11 @@ trip is tests/test_vllm_server.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,12 +26,13 @@ from rawmm import (
     LayoutError,
     LimitExceededError,
     Materializer,
+    RefFormatError,
     adapter_for,
 )
 from rawmm.pixels import decode_rgb
 from rawmm.renderer import GridProcessor
 from rawmm.vllm import uuid_of
-from rawmm.vllm._client import _collapse
+from rawmm.vllm._client import _collapse, _expand
 from test_claims import palette_png
 
 LAYOUT = Layout.preset("qwen3_vl")
@@ -137,13 +140,22 @@ def test_materializer_uint8(tmp_path: object) -> None:
             m.materialize(refs, dtype="float16")
 
 
-def test_collapse_keeps_one_placeholder_per_image() -> None:
+def test_collapse_and_expand() -> None:
+    """Qwen renders each image's run expanded, Kimi one <|media_pad|>: both are sent with one
+    placeholder per image, and the server's prompt is each run at the layout's token count."""
     prompt = [1, 2, 9, 9, 9, 3, 9, 9, 4]
-    assert _collapse(prompt, [{"offset": 2, "length": 3}, {"offset": 6, "length": 2}]) == [1, 2, 9, 3, 9, 4]
+    holders = [{"offset": 2, "length": 3}, {"offset": 6, "length": 2}]
+    collapsed, spots = _collapse(prompt, holders)
+    assert (collapsed, spots) == ([1, 2, 9, 3, 9, 4], [2, 4])
+    assert _expand(collapsed, spots, [3, 2]) == (prompt, [(2, 3), (6, 2)])
+    kimi = [1, 7, 2, 7, 3]  # one pad each, 4 and 1 tokens once expanded
+    collapsed, spots = _collapse(kimi, [{"offset": 1, "length": 1}, {"offset": 3, "length": 1}])
+    assert collapsed == kimi
+    assert _expand(collapsed, spots, [4, 1]) == ([1, 7, 7, 7, 7, 2, 7, 3], [(1, 4), (6, 1)])
     for bad in ({"offset": 1, "length": 3}, {"offset": 7, "length": 5}):
-        with pytest.raises(ValueError):
+        with pytest.raises(RefFormatError):
             _collapse(prompt, [bad])
-    with pytest.raises(ValueError):  # overlapping
+    with pytest.raises(RefFormatError):  # overlapping
         _collapse(prompt, [{"offset": 2, "length": 3}, {"offset": 3, "length": 1}])
 
 
@@ -198,3 +210,37 @@ def test_server_without_store_stops_at_start_up() -> None:
         [python, "-c", code], capture_output=True, text=True, env=env | {"RAWMM_STORE": "/tmp"}, timeout=300
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("RawmmMediaConnector"), out.stderr[-2000:]
+
+
+def test_served_layout_is_the_model_folders_with_the_servers_processor_kwargs(tmp_path: Path) -> None:
+    """The connector checks refs against the layout vLLM processes with: the model's
+    preprocessor_config.json as vLLM read it, with --mm-processor-kwargs over it."""
+    from vllm_server import build_model, vllm_python
+
+    python = vllm_python()
+    folder = build_model(tmp_path / "model")
+    size = {"shortest_edge": 4096, "longest_edge": 65536}
+    code = (
+        "import json, sys\n"
+        "from vllm.config import ModelConfig\n"
+        "from rawmm.vllm._connector import _adapter_of\n"
+        "m = sys.argv[1]\n"
+        "for kw in (None, json.loads(sys.argv[2])):\n"
+        "    c = ModelConfig(model=m, tokenizer=m, max_model_len=4096, mm_processor_kwargs=kw)\n"
+        "    print(_adapter_of(c).layout.fingerprint)\n"
+    )
+    out = subprocess.run(
+        [python, "-c", code, str(folder), json.dumps({"size": size})],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    served, overridden = out.stdout.split()[-2:]
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    assert served == Layout.from_preprocessor_config(folder).fingerprint
+    assert (
+        overridden == Layout.from_preprocessor_config({**config, "size": size}, model="qwen3_vl").fingerprint
+    )
+    assert served != overridden

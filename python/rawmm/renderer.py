@@ -111,7 +111,8 @@ def attach_refs(
     modality: str = "image",
 ) -> dict[str, Any]:
     """A new multi_modal_data dict whose items are ref-carrying envelopes, whose hashes are
-    rawmm's `mm_hash`, plus `refs` (the `mmraw:v2` strings for the request's kwargs_data).
+    rawmm's `mm_hash`, plus `refs` (the `mmraw:v2` strings for the request's kwargs_data) and
+    `num_tokens` (each image's token count once expanded).
     Images are matched to the message parts in order; grids and placeholder lengths must agree."""
     get = (
         multi_modal_data.get
@@ -126,7 +127,7 @@ def attach_refs(
             f"{len(parts)} image parts but {len(items)} items and {len(holders)} placeholders were rendered"
         )
     fm = adapter.feature_modality
-    envelopes, hashes, refs, placeholders = [], [], [], []
+    envelopes, hashes, refs, placeholders, tokens = [], [], [], [], []
     for i, (item, holder, part) in enumerate(zip(items, holders, parts, strict=True)):
         d = adapter.describe(_part_source(part), store=store)
         grid_key = "grid_thws" if "grid_thws" in item else "image_grid_thw"
@@ -144,9 +145,11 @@ def attach_refs(
         hashes.append(d.mm_hash)
         refs.append(adapter.ref(d, run_id=run_id).to_string())
         placeholders.append({"offset": offset, "length": length})
+        tokens.append(d.num_tokens)
     return {
         "mm_items": {fm: envelopes},
         "mm_hashes": {fm: hashes},
         "mm_placeholders": {fm: placeholders},
         "refs": {fm: refs},
+        "num_tokens": {fm: tokens},
     }

@@ -44,9 +44,13 @@ def _adapter(renderer: Any, adapter: Adapter | None) -> Adapter:
     )
 
 
-def _collapse(prompt: Sequence[int], placeholders: Sequence[Mapping[str, int]]) -> list[int]:
-    """One placeholder token per image, as vLLM's processor expects before it expands them."""
+def _collapse(
+    prompt: Sequence[int], placeholders: Sequence[Mapping[str, int]]
+) -> tuple[list[int], list[int]]:
+    """One placeholder token per image, as vLLM's processor expects before it expands them, and
+    where each image's token is in the result."""
     out: list[int] = []
+    spots: list[int] = []
     cursor = 0
     for p in sorted(placeholders, key=lambda p: p["offset"]):
         start, end = p["offset"], p["offset"] + p["length"]
@@ -54,9 +58,26 @@ def _collapse(prompt: Sequence[int], placeholders: Sequence[Mapping[str, int]]) 
         if start < cursor or end > len(prompt) or len(set(run)) != 1:
             raise RefFormatError(f"placeholder {dict(p)} is not a run of one token in the prompt")
         out += prompt[cursor:start]
+        spots.append(len(out))
         out.append(run[0])
         cursor = end
-    return out + list(prompt[cursor:])
+    return out + list(prompt[cursor:]), spots
+
+
+def _expand(
+    prompt: Sequence[int], spots: Sequence[int], counts: Sequence[int]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """What vLLM makes of a collapsed prompt: each image's token repeated as many times as the
+    layout gives it tokens; and the (offset, length) of each run."""
+    out: list[int] = []
+    ranges = []
+    cursor = 0
+    for spot, n in zip(spots, counts, strict=True):
+        out += prompt[cursor:spot]
+        ranges.append((len(out), n))
+        out += [prompt[spot]] * n
+        cursor = spot + 1
+    return out + list(prompt[cursor:]), ranges
 
 
 async def _max_prompt_len(client: Any, model: str) -> int | None:
@@ -131,7 +152,7 @@ async def generate(
 
     del process_multimodal
     if transport not in TRANSPORTS:
-        raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        raise LayoutError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
     if tools and not getattr(renderer, "supports_tools", True):
         raise ValueError(f"{type(renderer).__name__} does not support tools")
     adapter = _adapter(renderer, adapter)
@@ -149,20 +170,25 @@ async def generate(
     holders: list[Mapping[str, int]] = list(mm["mm_placeholders"].get(fm, [])) if has_images else []
     hashes: list[str] = list(mm["mm_hashes"].get(fm, [])) if has_images else []
     uuids = [uuid_of(h, adapter.layout.fingerprint) for h in hashes]
+    # The prompt the server must end up with: each image's placeholder run as long as its
+    # token count (Qwen renders it so already; Kimi renders one <|media_pad|>).
+    counts = list(mm.get("num_tokens", {}).get(fm, [])) if has_images else []
+    collapsed, spots = _collapse(prompt, holders)
+    expected, ranges = _expand(collapsed, spots, counts or [h["length"] for h in holders])
 
     if max_prompt_len is None:
         max_prompt_len = await _max_prompt_len(client, model)
-    if max_prompt_len is not None and len(prompt) > max_prompt_len:
-        raise OverlongPromptError(prompt_len=len(prompt), max_prompt_len=max_prompt_len)
+    if max_prompt_len is not None and len(expected) > max_prompt_len:
+        raise OverlongPromptError(prompt_len=len(expected), max_prompt_len=max_prompt_len)
 
     sp = dict(sampling_params or {})
     sp["stop_token_ids"] = renderer.get_stop_token_ids()
     sp["logprobs"] = 1
     sp.setdefault("skip_special_tokens", False)
     body: dict[str, Any] = {"model": model, "sampling_params": sp, "return_token_ids": True}
-    sent = prompt
+    sent = expected
     if refs and transport == "refs":
-        sent = _collapse(prompt, holders)
+        sent = collapsed
         body["content_parts"] = [
             {"type": "image_url", "url": ref, "uuid": u} for ref, u in zip(refs, uuids, strict=True)
         ]
@@ -184,27 +210,30 @@ async def generate(
     data = await client.post(f"{base}/inference/v1/generate", **post)
 
     served = data.get("prompt_token_ids")
-    if served != prompt:
-        first = next((i for i, (a, b) in enumerate(zip(served or [], prompt, strict=False)) if a != b), None)
+    if served != expected:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(served or [], expected, strict=False)) if a != b), None
+        )
         raise LayoutError(
             f"the server's prompt ({len(served or [])} tokens) differs from the rendered one "
-            f"({len(prompt)} tokens; first difference at {first}): the server does not serve this layout"
+            f"({len(expected)} tokens; first difference at {first}): the server does not serve this layout"
         )
     placeholders = data.get("mm_placeholders") or {}
-    if refs and [dict(p) for p in placeholders.get("image", [])] != [dict(p) for p in holders]:
-        raise LayoutError(f"the server placed the images at {placeholders}, the renderer at {holders}")
+    placed = sorted((p["offset"], p["length"]) for runs in placeholders.values() for p in runs)
+    if refs and placed != ranges:
+        raise LayoutError(f"the server placed the images at {placed}, the layout at {ranges}")
 
     choice = (data.get("choices") or [{}])[0]
     completion_ids = list(choice.get("token_ids") or [])
     completion_logprobs = _logprobs(choice, completion_ids, MalformedGenerateResponseError)
-    parsed = renderer.parse_response(completion_ids, prompt_ids=prompt, tools=tools)
+    parsed = renderer.parse_response(completion_ids, prompt_ids=expected, tools=tools)
     finish_reason = choice.get("finish_reason")
     if finish_reason == "stop" and any(tc.status == ToolCallParseStatus.OK for tc in parsed.tool_calls):
         finish_reason = "tool_calls"
     return {
         "request_id": data.get("request_id") or "",
         "usage": data.get("usage"),
-        "prompt_ids": prompt,
+        "prompt_ids": expected,
         "renderer_prompt_ids": sent if "content_parts" in body else None,
         "mm_placeholders": placeholders or None,
         "completion_ids": completion_ids,

@@ -9,7 +9,6 @@ import functools
 import json
 import os
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -60,24 +59,22 @@ def store() -> AssetStore:
 
 
 @functools.cache
-def served_adapter(model: str, model_type: str, processor_config: str) -> Adapter:
-    """The adapter of the served model's image processor: its preprocessor_config.json (the model
-    folder's, else the one vLLM fetched), with vLLM's own backend choice (torchvision)."""
-    folder = Path(model)
-    if (folder / "preprocessor_config.json").is_file():
-        return adapter_for(Layout.from_preprocessor_config(folder))
+def served_adapter(model_type: str, processor_config: str) -> Adapter:
+    """The adapter of the served model's image processor: its preprocessor_config.json as vLLM
+    read it (model folder or hub), the server's --mm-processor-kwargs over it, and vLLM's backend
+    (torchvision, as wherever torch is installed)."""
     if model_type not in MODEL_TYPES:
-        raise LayoutError(f"model_type {model_type!r} is not a family rawmm serves")
-    return adapter_for(
-        Layout.from_preprocessor_config(json.loads(processor_config), model=MODEL_TYPES[model_type])
-    )
+        raise LayoutError(f"the served model_type {model_type!r} is not a family rawmm serves")
+    config = json.loads(processor_config)
+    return adapter_for(Layout.from_preprocessor_config(config, model=MODEL_TYPES[model_type]))
 
 
 def _adapter_of(config: ModelConfig) -> Adapter:
+    mm = config.multimodal_config
+    overrides = (mm.mm_processor_kwargs if mm is not None else None) or {}
     return served_adapter(
-        str(config.model),
         str(getattr(config.hf_config, "model_type", "")),
-        json.dumps(config.hf_image_processor_config, sort_keys=True),
+        json.dumps({**config.hf_image_processor_config, **overrides}, sort_keys=True),
     )
 
 
@@ -120,9 +117,10 @@ class RawmmMediaConnector(MediaConnector):  # type: ignore[misc]
             raise VLLMValidationError("rawmm refs carry images only", parameter="url", value=url[:200])
         if self._model_config is None:
             raise RawmmError("the rawmm media connector could not find the served model's config")
-        assets = store()  # a server without a store is misconfigured: a 500, not the client's error
+        # A server without a store or serving a model rawmm does not know is misconfigured: a
+        # 500 naming it, not the client's error.
+        assets, adapter = store(), _adapter_of(self._model_config)
         try:
-            adapter = _adapter_of(self._model_config)
             cap = envs.VLLM_MAX_IMAGE_PIXELS
             decoded = adapter.image(url, store=assets, max_pixels=cap if cap > 0 else None)
         except RawmmError as e:
