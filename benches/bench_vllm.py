@@ -10,6 +10,9 @@ environment (renderers' float32 path serialises with vLLM's encoder):
 2. Time from the generate() call to its first token (max_tokens=1), a 4-image prompt of new
    1024x1024 photos, renderers' float32 path against rawmm's refs, on the same server, rounds
    interleaved; then the same prompt again (warm caches on both sides).
+3. vLLM's own per-image preprocessing (`processor.apply`, tests/vllm/vllm_side.py `timing`) with
+   transformers' processor and with rawmm's (RAWMM_VLLM_PROCESSORS=1): 1024x1024 photo and
+   1280x720 screenshot, identical patches checked.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ async def main() -> None:
             await run(server, model, AssetStore(store_dir))
         finally:
             server.stop()
+        preprocessing(model, tmp)
 
 
 async def run(server: Server, model: Path, store: AssetStore) -> None:
@@ -156,6 +160,50 @@ async def run(server: Server, model: Path, store: AssetStore) -> None:
         what = "new images" if first else "same prompt again"
         line = f"  {what:18s} renderers float32 {a * 1000:8.0f} ms   rawmm refs {b * 1000:7.0f} ms"
         print(f"{line}   {a / b:5.1f}x")
+
+
+def preprocessing(model: Path, tmp: Path) -> None:
+    import subprocess
+
+    import numpy as np
+
+    from _common import screenshot
+
+    images = {
+        "1000x750 photo": tmp / "photo.jpg",
+        "2048x1536 photo": tmp / "big.jpg",
+        "1280x720 screenshot": tmp / "shot.png",
+    }
+    photo(1000, 750, 5).save(images["1000x750 photo"], quality=90)
+    photo(2048, 1536, 7).save(images["2048x1536 photo"], quality=90)
+    screenshot(1280, 720, 6).save(images["1280x720 screenshot"])
+    side = Path(__file__).parent.parent / "tests" / "vllm" / "vllm_side.py"
+    got = {}
+    for flag in ("0", "1"):
+        out = tmp / f"timing{flag}.npz"
+        env = {**os.environ, "RAWMM_VLLM_PROCESSORS": flag, "HF_HUB_OFFLINE": "1"}
+        cmd = [
+            sys.executable,
+            str(side),
+            "timing",
+            str(model),
+            str(out),
+            str(ROUNDS * 3),
+            *map(str, images.values()),
+        ]
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        got[flag] = dict(np.load(out))
+    print(
+        "\nvLLM's per-image preprocessing, median ms, transformers' processor / rawmm's (identical patches):"
+    )
+    print("  image                 image processor call        processor.apply (tokenizer, prompt update...)")
+    for i, name in enumerate(images):
+        assert np.array_equal(got["0"][f"raw{i}"], got["1"][f"raw{i}"]), name
+        cells = []
+        for key in ("image_seconds", "seconds"):
+            a, b = float(got["0"][f"{key}{i}"]) * 1000, float(got["1"][f"{key}{i}"]) * 1000
+            cells.append(f"{a:6.1f} / {b:5.1f}  {a / b:4.1f}x")
+        print(f"  {name:20s}  {cells[0]:26s}  {cells[1]}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,21 @@ def image_input(kind: str, w: int, h: int, mode: str, seed: int) -> Any:
     layout="nested",
     seed=1,
 )
+@example(  # vLLM's call with mm_device_do_normalize: uint8 patches, normalised in the model
+    cfg={
+        "patch_size": 16,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "min_pixels": 65536,
+        "max_pixels": 16777216,
+    },
+    kw={"return_tensors": "pt", "do_rescale": False, "do_normalize": False},
+    sizes=[(300, 200), (1, 250)],
+    kinds=["pil", "chw", "hwc"],
+    mode="RGB",
+    layout="list",
+    seed=2,
+)
 def test_identical_to_the_parent(
     backend: str,
     cfg: dict[str, Any],
@@ -333,3 +348,26 @@ def test_paths_with_colour_keys_and_ambiguous_arrays(tmp_path: Path, backend: st
     for h in (1, 3, 4):
         arr = np.random.default_rng(h).integers(0, 256, (h, 60, 3), dtype=np.uint8)
         same_output(call(ours, [arr], {"return_tensors": "np"}), call(ref, [arr], {"return_tensors": "np"}))
+
+
+def test_core_serves_vllms_uint8_call() -> None:
+    """The torchvision class computes vLLM's rescale-and-normalise-off call itself (uint8);
+    the PIL class leaves it to transformers."""
+    import rawmm._hf_processors as procs
+
+    kw = {
+        "do_resize": True,
+        "resample": 3,
+        "do_rescale": False,
+        "do_normalize": False,
+        "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3,
+        "patch_size": 16,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "size": type("Size", (), {"shortest_edge": 65536, "longest_edge": 16777216})(),
+    }
+    fast = procs.fast_layout("torchvision", kw)
+    assert fast is not None and fast[1] == "uint8"
+    assert procs.fast_layout("pil", kw) is None
+    assert procs.fast_layout("torchvision", {**kw, "do_normalize": True}) is None  # half of it

@@ -204,6 +204,9 @@ def test_server_without_store_stops_at_start_up() -> None:
     code = "from vllm.plugins import load_general_plugins; load_general_plugins()"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode != 0 and "RAWMM_STORE is not set" in out.stderr
+    bad = env | {"RAWMM_STORE": "/tmp", "RAWMM_VLLM_PROCESSORS": "yes"}
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=bad, timeout=300)
+    assert out.returncode != 0 and "RAWMM_VLLM_PROCESSORS must be 0 or 1" in out.stderr
     code += "; from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY as R"
     code += "; print(R.name2class['rawmm'].__name__)"
     out = subprocess.run(
@@ -244,3 +247,27 @@ def test_served_layout_is_the_model_folders_with_the_servers_processor_kwargs(tm
         overridden == Layout.from_preprocessor_config({**config, "size": size}, model="qwen3_vl").fingerprint
     )
     assert served != overridden
+
+
+def test_rawmm_processors_serve_vllms_preprocessing_bit_for_bit(tmp_path: Path) -> None:
+    """RAWMM_VLLM_PROCESSORS=1: vLLM's own processor for the model runs on rawmm's drop-in class
+    and its uint8 patches are the ones transformers' class gives."""
+    from vllm_server import build_model, side
+
+    folder = build_model(tmp_path / "model")
+    paths = []
+    for i, (w, h) in enumerate([(640, 480), (1, 1), (199, 1), (333, 517), (1280, 720)]):
+        path = tmp_path / f"{i}.png"
+        make_image("RGB", w, h, "gradient" if i % 2 else "noise", i).save(path)
+        paths.append(str(path))
+    got = {}
+    for flag in ("0", "1"):
+        out = tmp_path / f"{flag}.npz"
+        side("timing", str(folder), str(out), "1", *paths, env={"RAWMM_VLLM_PROCESSORS": flag})
+        got[flag] = dict(np.load(out))
+    assert str(got["0"]["image_processor"]).startswith("transformers.")
+    assert str(got["1"]["image_processor"]) == "rawmm._hf_processors"
+    for i in range(len(paths)):
+        assert got["1"][f"raw{i}"].dtype == np.uint8
+        assert np.array_equal(got["0"][f"raw{i}"], got["1"][f"raw{i}"])
+        assert np.array_equal(got["0"][f"grid{i}"], got["1"][f"grid{i}"])

@@ -5,9 +5,9 @@ per-call keywords, `BatchFeature` outputs, saving, loading, pickling, `Processor
 Auto classes behave exactly as transformers'. Only `_preprocess`, the step after transformers
 has validated the keywords and turned every input into a channels-first uint8 array, is taken
 over: when the images and options are ones rawmm reproduces bit for bit (3-channel uint8
-images, resize on with BICUBIC, rescale by 1/255 then normalise, a `shortest_edge` /
-`longest_edge` size), rawmm's core computes `pixel_values`; any other case runs transformers'
-own code, so nothing is refused and nothing silently differs.
+images, resize on with BICUBIC, rescale by 1/255 then normalise, or neither as vLLM asks, a
+`shortest_edge` / `longest_edge` size), rawmm's core computes `pixel_values`; any other case
+runs transformers' own code, so nothing is refused and nothing silently differs.
 
 Imported lazily by `rawmm.hf`, so `import rawmm` never imports transformers.
 """
@@ -15,15 +15,16 @@ Imported lazily by `rawmm.hf`, so `import rawmm` never imports transformers.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from PIL import Image
 from transformers.image_processing_base import BatchFeature
 
 from ._presets import RESCALE
 from .errors import RawmmError
 from .layout import Layout
-from .pixels import core_pixel_values
+from .pixels import _pil_pixels, core_pixel_values
 
 # Qwen2VLImageProcessor (and its Kwargs) and the video processors are made on first use: they
 # need torch. The PIL-backend class lives in `_hf_pil`.
@@ -71,17 +72,23 @@ def _is_bicubic(resample: Any) -> bool:
     return value in (_BICUBIC, "bicubic") and not isinstance(value, bool)
 
 
-def fast_layout(backend: str, kw: dict[str, Any]) -> Layout | None:
-    """The rawmm layout for one `_preprocess` call's options, or None when rawmm does not
-    reproduce them (transformers' own code runs then)."""
+def fast_layout(backend: str, kw: dict[str, Any]) -> tuple[Layout, str] | None:
+    """The rawmm layout and output dtype for one `_preprocess` call's options, or None when
+    rawmm does not reproduce them (transformers' own code runs then). Rescale and normalise both
+    on: float32; both off (the torchvision backend, as vLLM calls it with
+    `mm_device_do_normalize`): the uint8 patches."""
     size, mean, std = kw.get("size"), _three(kw.get("image_mean")), _three(kw.get("image_std"))
     ints = [kw.get(k) for k in ("patch_size", "merge_size", "temporal_patch_size")]
     lo, hi = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
+    rescale, normalize = kw.get("do_rescale"), kw.get("do_normalize")
+    if rescale is True and normalize is True and kw.get("rescale_factor") == RESCALE:
+        dtype = "float32"
+    elif rescale is False and normalize is False and backend == "torchvision":
+        dtype = "uint8"
+    else:
+        return None
     if not (
         kw.get("do_resize") is True
-        and kw.get("do_rescale") is True
-        and kw.get("do_normalize") is True
-        and kw.get("rescale_factor") == RESCALE
         and _is_bicubic(kw.get("resample"))
         and mean is not None
         and std is not None
@@ -89,7 +96,7 @@ def fast_layout(backend: str, kw: dict[str, Any]) -> Layout | None:
     ):
         return None
     try:
-        return _layout(backend, *ints, lo, hi, mean, std)
+        return _layout(backend, *ints, lo, hi, mean, std), dtype
     except RawmmError:
         return None
 
@@ -106,15 +113,20 @@ def _hwc_uint8(image: Any) -> np.ndarray | None:
     return np.ascontiguousarray(np.moveaxis(image, 0, -1))
 
 
+def _is_rgb_pil(image: Any) -> bool:
+    return isinstance(image, Image.Image) and image.mode == "RGB"
+
+
 def _rawmm_preprocess(backend: str, images: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
-    layout = fast_layout(backend, kw)
-    if layout is None:
+    fast = fast_layout(backend, kw)
+    if fast is None:
         return None
-    arrays = [_hwc_uint8(im) for im in images]
+    layout, dtype = fast
+    arrays = [_pil_pixels(im) if _is_rgb_pil(im) else _hwc_uint8(im) for im in images]
     if not arrays or any(a is None for a in arrays):
         return None
     try:
-        out = core_pixel_values(layout, arrays)  # type: ignore[arg-type]
+        out = core_pixel_values(layout, arrays, dtype=dtype)  # type: ignore[arg-type]
     except RawmmError:
         return None  # e.g. an aspect ratio transformers reports with its own error
     return {"pixel_values": out.pixel_values, "image_grid_thw": out.grid_thw}
@@ -136,13 +148,28 @@ def _torchvision_class() -> type:
         """transformers' `Qwen2VLImageProcessor` (torchvision backend), its pixels computed by
         rawmm (torch-exact)."""
 
+        def _preprocess_image_like_inputs(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
+            # RGB PIL images (what vLLM hands over) go to the core as they are, zero-copy:
+            # transformers' conversion to channels-first tensors gives the same bytes.
+            if not args:
+                flat = cast(list[Any], self._prepare_images_structure(images))
+                if flat and all(_is_rgb_pil(im) for im in flat):
+                    data = _rawmm_preprocess("torchvision", flat, kwargs)
+                    if data is not None:
+                        return self._batch(data, kwargs)
+            return super()._preprocess_image_like_inputs(images, *args, **kwargs)
+
         def _preprocess(self, images: list[Any], **kwargs: Any) -> BatchFeature:  # type: ignore[override]
             data = _rawmm_preprocess("torchvision", images, kwargs)
             if data is None:
                 return super()._preprocess(images, **kwargs)
+            return self._batch(data, kwargs)
+
+        @staticmethod
+        def _batch(data: dict[str, Any], kwargs: dict[str, Any]) -> BatchFeature:
             # transformers returns torch tensors here; BatchFeature converts them as asked.
-            data = {k: torch.from_numpy(v) for k, v in data.items()}
-            return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+            tensors = {k: torch.from_numpy(v) for k, v in data.items()}
+            return BatchFeature(data=tensors, tensor_type=kwargs.get("return_tensors"))
 
     Qwen2VLImageProcessor.__module__ = __name__
     Qwen2VLImageProcessor.__qualname__ = "Qwen2VLImageProcessor"  # pickled by name
@@ -214,9 +241,10 @@ def _video_class(name: str) -> type:
         return module.BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
 
     def _rawmm_videos(self: Any, videos: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
-        layout = fast_layout("torchvision", kw)
-        if layout is None or not videos:
+        fast = fast_layout("torchvision", kw)
+        if fast is None or fast[1] != "float32" or not videos:  # uint8 video: transformers' code
             return None
+        layout = fast[0]
         p, m, t = kw["patch_size"], kw["merge_size"], kw["temporal_patch_size"]
         values, grids = [], []
         for video in videos:

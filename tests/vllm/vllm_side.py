@@ -1,4 +1,4 @@
-"""Runs inside the vLLM environment (`make vllm-env`), not rawmm's. Three commands:
+"""Runs inside the vLLM environment (`make vllm-env`), not rawmm's. Four commands:
 
 python vllm_side.py IMAGES.npz OUT_PREFIX FAMILY...
     Builds a tiny Qwen-VL model folder (config, processor config, a small byte-level BPE
@@ -9,6 +9,12 @@ python vllm_side.py IMAGES.npz OUT_PREFIX FAMILY...
     IMAGES.npz holds uint8 RGB arrays image0, image1...
 python vllm_side.py model FAMILY DIR
     Writes that folder to DIR with random weights (seeded), for vLLM's server to serve.
+python vllm_side.py timing DIR OUT.npz REPEAT IMAGE...
+    vLLM's processor for the model in DIR (after its plugins load, so RAWMM_VLLM_PROCESSORS
+    applies) on each image file: the patches (raw{i}, grid{i}), the median seconds of
+    `processor.apply` per image over REPEAT calls, with a uuid (seconds{i}), and of the image processor's own
+    call within it (image_seconds{i}), and the module of the image processor class vLLM uses
+    (image_processor).
 python vllm_side.py patches DIR OUT.npz URL...
     The patches vLLM's processor for the model in DIR builds from each URL fetched through
     the media connector named by VLLM_MEDIA_CONNECTOR (rawmm's: refs from RAWMM_STORE):
@@ -188,7 +194,53 @@ def patches(folder: str, out: str, urls: list[str]) -> None:
     np.savez(out, **result)
 
 
+def timing(folder: str, out: str, repeat: int, paths: list[str]) -> None:
+    import statistics
+    import time
+
+    from PIL import Image
+    from vllm.config import ModelConfig
+    from vllm.multimodal import MULTIMODAL_REGISTRY
+    from vllm.multimodal.processing.context import TimingContext
+    from vllm.multimodal.processing.inputs import ProcessorInputs
+    from vllm.plugins import load_general_plugins
+
+    load_general_plugins()
+    config = ModelConfig(model=folder, tokenizer=folder, dtype="float32", max_model_len=16384)
+    processor = MULTIMODAL_REGISTRY.create_processor(config)
+    pad = processor.info.get_tokenizer().convert_tokens_to_ids("<|image_pad|>")
+    result: dict[str, object] = {
+        "image_processor": type(processor.info.get_hf_processor().image_processor).__module__
+    }
+    for i, path in enumerate(paths):
+        image = Image.open(path).convert("RGB")
+        times = []
+        for _ in range(repeat + 1):  # the first call is a warm-up
+            items = processor.info.parse_mm_data({"image": [image]})
+            # With a uuid, as rawmm's client sends: vLLM then does not hash the pixels.
+            inputs = ProcessorInputs(prompt=[pad], mm_data_items=items, mm_uuid_items={"image": ["timing"]})
+            t0 = time.perf_counter()
+            kw = processor.apply(inputs, TimingContext())["mm_kwargs"]["image"][0]
+            times.append(time.perf_counter() - t0)
+        result[f"raw{i}"] = kw["pixel_values"].data.numpy()
+        result[f"grid{i}"] = kw["image_grid_thw"].data.numpy()
+        result[f"seconds{i}"] = statistics.median(times[1:])
+        # The image processor's own call within that, with the options vLLM passes.
+        image_processor = processor.info.get_hf_processor().image_processor
+        options = config.multimodal_config.merge_mm_processor_kwargs({})
+        times = []
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            image_processor(images=[image], return_tensors="pt", **options)
+            times.append(time.perf_counter() - t0)
+        result[f"image_seconds{i}"] = statistics.median(times[1:])
+    np.savez(out, **result)
+
+
 def main() -> None:
+    if sys.argv[1] == "timing":
+        timing(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
+        return
     if sys.argv[1] == "model":
         folder = Path(sys.argv[3])
         folder.mkdir(parents=True, exist_ok=True)

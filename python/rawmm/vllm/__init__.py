@@ -26,11 +26,21 @@ __all__ = ["features", "generate", "register", "uuid_of"]
 
 def register() -> None:
     """vLLM's plugin hook; idempotent. Registers the media connector "rawmm". With
-    VLLM_MEDIA_CONNECTOR=rawmm, a missing RAWMM_STORE stops the server at start-up."""
+    VLLM_MEDIA_CONNECTOR=rawmm, a missing RAWMM_STORE stops the server at start-up. With
+    RAWMM_VLLM_PROCESSORS=1 (off by default), rawmm's drop-in processors (`rawmm.hf.register`)
+    compute vLLM's own Qwen-VL preprocessing, bit for bit."""
     from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
 
+    from ..errors import RawmmError
     from ._connector import RawmmMediaConnector, store
 
     MEDIA_CONNECTOR_REGISTRY.register("rawmm")(RawmmMediaConnector)
     if os.environ.get("VLLM_MEDIA_CONNECTOR") == "rawmm":
         store()
+    processors = os.environ.get("RAWMM_VLLM_PROCESSORS", "0")
+    if processors not in ("0", "1"):
+        raise RawmmError(f"RAWMM_VLLM_PROCESSORS must be 0 or 1, got {processors!r}")
+    if processors == "1":
+        from .. import hf
+
+        hf.register()
