@@ -6,16 +6,12 @@ those patches and `normalize(arithmetic="vllm")` the model's float32 input, bit 
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rawmm import Layout
+from vllm_server import side
 
-VLLM_PYTHON = os.environ.get("RAWMM_VLLM_PYTHON")
 FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 SIZES = [(123, 157), (1000, 700), (30, 20), (1, 1), (331, 29)]  # width x height
 
@@ -38,22 +34,9 @@ def images() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def vllm_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.ndarray]]:
-    if not VLLM_PYTHON:
-        if os.environ.get("CI"):
-            pytest.fail("RAWMM_VLLM_PYTHON is not set: `make test` installs vLLM and sets it")
-        pytest.skip("vLLM's environment is not installed (make vllm-env); `make test` runs this")
     tmp = tmp_path_factory.mktemp("vllm")
     np.savez(tmp / "images.npz", **{f"image{i}": a for i, a in enumerate(images())})
-    side = Path(__file__).parent / "vllm" / "vllm_side.py"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    run = subprocess.run(
-        [VLLM_PYTHON, str(side), str(tmp / "images.npz"), str(tmp / "out-"), *FAMILIES],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
+    side(str(tmp / "images.npz"), str(tmp / "out-"), *FAMILIES)
     return {f: dict(np.load(tmp / f"out-{f}.npz")) for f in FAMILIES}
 
 

@@ -195,11 +195,9 @@ def test_generate_needs_a_layout() -> None:
 
 
 def test_server_without_store_stops_at_start_up() -> None:
-    python = os.environ.get("RAWMM_VLLM_PYTHON")
-    if not python:
-        if os.environ.get("CI"):
-            pytest.fail("RAWMM_VLLM_PYTHON is not set: `make test` installs vLLM and sets it")
-        pytest.skip("vLLM's environment is not installed (make vllm-env)")
+    from vllm_server import vllm_python
+
+    python = vllm_python()
     env = {k: v for k, v in os.environ.items() if k != "RAWMM_STORE"} | {"VLLM_MEDIA_CONNECTOR": "rawmm"}
     code = "from vllm.plugins import load_general_plugins; load_general_plugins()"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=300)

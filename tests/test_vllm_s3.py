@@ -28,15 +28,14 @@ from vllm_server import (
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("vllm_s3")
     model = build_model(tmp / "model")
     s3 = S3()
     try:
         url = f"s3://{s3.bucket()}/run"
-        server = Server(
-            model, tmp / "server.log", {"VLLM_MEDIA_CONNECTOR": "rawmm", "RAWMM_STORE": url, **s3.env}
-        )
+        variables = {"VLLM_MEDIA_CONNECTOR": "rawmm", "RAWMM_STORE": url, **s3.env}
+        server = Server(model, tmp / "server.log", variables, request.config)
         try:
             env = Env(server, model, AssetStore(url, storage_options=s3.options))
             env.s3 = s3  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ from vllm_server import (
     rawmm_generate,
     renderers_generate,
     renderers_pair,
+    say,
     side,
     vllm_python,
 )
@@ -50,7 +51,7 @@ CAP_BYTES, CAP_PIXELS = 1_000_000, 4_000_000
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def env(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     tmp = tmp_path_factory.mktemp("vllm_server")
     model = build_model(tmp / "model")
     store_dir = tmp / "store"
@@ -64,6 +65,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "RAWMM_MAX_ASSET_BYTES": str(CAP_BYTES),
             "RAWMM_MAX_IMAGE_PIXELS": str(CAP_PIXELS),
         },
+        request.config,
     )
     try:
         yield Env(server, model, AssetStore(store_dir), store_dir)
@@ -145,7 +147,7 @@ def test_generate_result_materializes_to_vllm_patches(env: Env, four: dict[str, 
         assert np.array_equal(got[f"raw{len(refs) + i}"], mine[i])  # the data: URL, vLLM's decode
 
 
-def test_second_turn_is_served_from_vllms_cache(env: Env) -> None:
+def test_second_turn_is_served_from_vllms_cache(env: Env, request: pytest.FixtureRequest) -> None:
     grid, hf = renderers_pair(env)
     first = messages(["photo", "rgba"])
     turn1 = rawmm_generate(env, grid, first)
@@ -161,7 +163,9 @@ def test_second_turn_is_served_from_vllms_cache(env: Env) -> None:
     turn2 = rawmm_generate(env, grid, second)
     new_queries = env.server.metric("vllm:mm_cache_queries_total") - queries
     new_hits = env.server.metric("vllm:mm_cache_hits_total") - hits
-    print(f"\nsecond turn: {new_hits:.0f} of {new_queries:.0f} images from vLLM's processor cache")
+    say(
+        request.config, f"second turn: {new_hits:.0f} of {new_queries:.0f} images from vLLM's processor cache"
+    )
     assert new_queries == 2 and new_hits == 2
     reference = renderers_generate(env, hf, second)
     for key in KEYS:

@@ -51,9 +51,19 @@ def build_model(folder: Path) -> Path:
     return serve.build_model(vllm_python(), folder)
 
 
+def say(config: pytest.Config, text: str) -> None:
+    """A line on pytest's terminal, whatever output capturing does (CI logs show it)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(text)
+
+
 class Server(serve.Server):
-    def __init__(self, model: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, model: Path, log: Path, env: dict[str, str], config: pytest.Config) -> None:
         super().__init__(vllm_python(), model, log, env)
+        say(config, f"vLLM server ({log.parent.name}) up in {self.started_s:.0f} s")
 
 
 # -- the client side, shared by the local-store and object-store servers -----------------------

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,6 @@ class Server:
             self.stop()
             raise
         self.started_s = time.monotonic() - started
-        print(f"\nvLLM server up in {self.started_s:.0f} s", file=sys.stderr)
 
     def tail(self, n: int = 6000) -> str:
         return self.log.read_bytes()[-n:].decode(errors="replace")
