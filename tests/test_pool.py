@@ -94,3 +94,26 @@ def test_bad_settings_are_typed(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(RawmmError, match=var):
             BufferPool.from_env()
         monkeypatch.delenv(var)
+
+
+def test_large_pixel_values_reuse_dropped_outputs_only() -> None:
+    """`Layout.pixel_values` outputs of POOLED_BYTES or more come from the pool: a held output
+    is never written again, a dropped one's memory is reused, and the values stay exact."""
+    from rawmm.pixels import POOLED_BYTES
+
+    layout = Layout.preset("qwen3_vl")
+    a, b = (np.asarray(make_image("RGB", 2048, 1536, "noise", s)) for s in (1, 2))
+    want_a = np.empty_like(layout.pixel_values(a, out=None).pixel_values)
+    layout.pixel_values(a, out=want_a)
+    assert want_a.nbytes >= POOLED_BYTES
+    pool().clear()
+    first = layout.pixel_values(a).pixel_values
+    where = base(first)
+    second = layout.pixel_values(b).pixel_values  # `first` is held: other memory
+    assert not np.shares_memory(first, second)
+    assert np.array_equal(first, want_a)
+    del first
+    third = layout.pixel_values(a).pixel_values
+    assert base(third) == where and np.array_equal(third, want_a)
+    small = layout.pixel_values(a[:64, :64]).pixel_values  # small outputs stay malloc's
+    assert small.nbytes < POOLED_BYTES and not any(np.shares_memory(small, x) for x in (second, third))

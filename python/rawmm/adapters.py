@@ -25,7 +25,7 @@ from .errors import (
 )
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
-from .pixels import Probe, decode_rgb, encoded_pixel_values, probe
+from .pixels import Probe, decode_rgb, encoded_pixel_values, output_shape, probe
 from .refs import (
     MARKER,
     MARKER_KEY,
@@ -639,12 +639,7 @@ class Materializer:
         return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)  # type: ignore[arg-type]
 
     def _destination(self, rows: int, out: object, dtype: str) -> np.ndarray:
-        layout = self.adapter.layout
-        p = layout.knobs["patch_size"]
-        if layout.family == "kimi_k25":
-            shape: tuple[int, ...] = (rows, 3, p, p)
-        else:
-            shape = (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
+        shape = output_shape(self.adapter.layout, rows)
         if out is None:
             return pool().take(shape, _DTYPES[dtype])
         if not isinstance(out, np.ndarray) or out.dtype != _DTYPES[dtype] or out.shape != shape:

@@ -23,6 +23,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from . import _core
 from ._files import read_regular
+from ._pool import pool
 from .errors import ImageDecodeError, LayoutError, LimitExceededError, RawmmError
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ __all__ = [
     "probe",
     "resize_bicubic",
 ]
+
+#: Outputs without `out` this large come from the process-wide pool: glibc's largest mmap
+#: threshold, above which every allocation is a fresh mapping (smaller ones malloc reuses).
+POOLED_BYTES = 32 << 20
+_POOLED: dict[str, type[np.generic]] = {"float32": np.float32, "uint8": np.uint8}
 
 ImageInput = Image.Image | np.ndarray | bytes | bytearray | memoryview | str | os.PathLike[str]
 
@@ -561,17 +567,36 @@ def core_pixel_values(
     threads: int | None = None,
     out: np.ndarray | None = None,
 ) -> PixelValues:
-    """The Rust pipeline on already-loaded pixels (GIL released inside), into `out` if given."""
+    """The Rust pipeline on already-loaded pixels (GIL released inside), into `out` if given.
+    Otherwise an output of `POOLED_BYTES` or more (float32, uint8) goes into memory from the
+    process-wide pool (`rawmm._pool`), reused once the caller drops it: malloc maps such
+    buffers afresh on every call, and faulting their pages in costs more than the pipeline."""
     _check_options(dtype, threads)
     bf16 = dtype == "bfloat16"
     target = None
-    if out is not None:
+    if out is None and dtype in _POOLED:
+        sizes = [
+            (im.shape[1], im.shape[0]) if isinstance(im, np.ndarray) else (im[2], im[3]) for im in images
+        ]
+        rows = sum(int(np.prod(layout.image(w, h).grid_thw)) for w, h in sizes)
+        shape = output_shape(layout, rows)
+        if int(np.prod(shape)) * np.dtype(_POOLED[dtype]).itemsize >= POOLED_BYTES:
+            target = out = pool().take(shape, _POOLED[dtype])
+    elif out is not None:
         if not isinstance(out, np.ndarray):
             raise LayoutError(f"out must be a numpy array, got {type(out).__name__}")
         # bfloat16 arrays (ml_dtypes) are written through their uint16 bits.
         target = out.view(np.uint16) if bf16 and out.dtype.itemsize == 2 and out.dtype.kind == "V" else out
     values, grid, tokens = layout._core.pixel_values(images, dtype=dtype, threads=threads, out=target)
     return PixelValues(pixel_values=values if out is None else out, grid_thw=grid, num_tokens=tokens)
+
+
+def output_shape(layout: Layout, rows: int) -> tuple[int, ...]:
+    """`pixel_values`' shape for `rows` patch rows (Kimi: (rows, 3, p, p))."""
+    p = layout.knobs["patch_size"]
+    if layout.family == "kimi_k25":
+        return (rows, 3, p, p)
+    return (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
 
 
 def resize_bicubic(
