@@ -1,4 +1,5 @@
-"""Batch buffers shared by every Materializer in the process.
+"""Batch buffers shared by every Materializer in the process (and `pixel_values` outputs of
+`pixels.POOLED_BYTES` or more).
 
 Writing a batch into newly mapped memory makes the kernel fault in and zero every page first
 (0.1 s for 792 MB with free huge pages, 1.6 s without). One pool, whichever Materializer asks,

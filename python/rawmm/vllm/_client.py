@@ -18,6 +18,7 @@ from ..adapters import Adapter, adapter_for
 from ..errors import LayoutError, RefFormatError
 from ..renderer import GridProcessor, attach_refs
 from ..store import AssetStore
+from ._features import features
 
 TRANSPORTS = ("refs", "features")
 # vLLM's clamp for a missing logprob: never evidence of the sampled token (renderers does the same).
@@ -193,8 +194,6 @@ async def generate(
             {"type": "image_url", "url": ref, "uuid": u} for ref, u in zip(refs, uuids, strict=True)
         ]
     elif refs:
-        from ._features import features
-
         body["features"] = features(mm, adapter=adapter, store=store, uuids=uuids)
     body["token_ids"] = sent
     if cache_salt is not None:
