@@ -192,6 +192,8 @@ def test_generate_needs_a_layout() -> None:
 
     with pytest.raises(LayoutError, match="GridProcessor"):
         asyncio.run(generate(client=None, renderer=Renderer(), messages=[], model="m"))
+    with pytest.raises(LayoutError, match="transport"):
+        asyncio.run(generate(client=None, renderer=Renderer(), messages=[], model="m", transport="pixels"))
 
 
 def test_server_without_store_stops_at_start_up() -> None:
