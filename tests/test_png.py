@@ -27,7 +27,7 @@ DECLINED = {"bugfixes-issue_202.png", "bugfixes-x_interlaced_chck.png", "pngsuit
 
 
 def rust(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
-    return pixels.rust_png(data, exif=exif, composite=composite)
+    return pixels.rust_decode(data, exif=exif, composite=composite)
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
@@ -240,13 +240,14 @@ STREAM_LAYOUTS = {
 }
 
 
-@given(pngs(), st.sampled_from(sorted(STREAM_LAYOUTS)), st.integers(1, 12))
+@given(pngs(), st.sampled_from(sorted(STREAM_LAYOUTS)), st.integers(1, 12), st.sampled_from([1, None]))
 def test_streamed_png_pixel_values_equal_the_decoded_image(
-    case: tuple[bytes, str], name: str, scale: int
+    case: tuple[bytes, str], name: str, scale: int, threads: int | None
 ) -> None:
-    """`png_pixel_values` (rows decoded block by block into the resize, no decoded image held)
-    equals `pixel_values` of the image Pillow decodes, wherever it applies; it applies to every
-    non-interlaced, unrotated PNG whose resize starts with the horizontal pass."""
+    """`stream_pixel_values` (rows decoded block by block into the resize, no decoded image
+    held; one band at a time on one thread, every row first on several) equals `pixel_values`
+    of the image Pillow decodes, wherever it applies; it applies to every non-interlaced,
+    unrotated PNG whose resize starts with the horizontal pass."""
     data, label = case
     layout = STREAM_LAYOUTS[name]
     im = Image.open(io.BytesIO(data))
@@ -259,7 +260,7 @@ def test_streamed_png_pixel_values_equal_the_decoded_image(
     exif = layout.knobs["exif_policy"] == "apply"
     composite = layout.knobs["alpha_policy"] == "composite_white"
     want = layout.pixel_values(pillow_reference(data, exif=exif, composite=composite))
-    got = pixels.png_pixel_values(layout, data)
+    got = pixels.stream_pixel_values(layout, data, threads=threads)
     with Image.open(io.BytesIO(data)) as opened:
         w, h = opened.size
         interlaced = bool(opened.info.get("interlace"))
@@ -295,9 +296,9 @@ def test_bad_arguments_and_bad_bytes() -> None:
     with pytest.raises(ValueError, match="dtype"):
         layout._core.png_pixel_values(data, "RGB", dtype="float16")
     with pytest.raises(LayoutError, match="shape"):
-        pixels.png_pixel_values(layout, data, out=np.empty((3, 1176), np.float32))
+        pixels.stream_pixel_values(layout, data, out=np.empty((3, 1176), np.float32))
     with pytest.raises(LayoutError):
-        pixels.png_pixel_values(layout, data, out=np.empty((4, 1176), np.float64))
+        pixels.stream_pixel_values(layout, data, out=np.empty((4, 1176), np.float64))
     # Only the zlib checksum cut off: Pillow has every row and decodes it, so rawmm does too.
     assert np.array_equal(
         layout.pixel_values(data[:-20]).pixel_values, layout.pixel_values(data).pixel_values

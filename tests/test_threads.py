@@ -112,3 +112,24 @@ def test_png_decode_releases_the_gil() -> None:
     assert layout._core.png_pixel_values(data, "RGB", threads=1) is not None
     streamed = lambda: [layout._core.png_pixel_values(data, "RGB", threads=1) for _ in range(4)]  # noqa: E731
     assert progress_while(streamed) > 0.5
+
+
+def test_jpeg_decode_releases_the_gil() -> None:
+    """libjpeg-turbo runs with the GIL released: opening (which decodes a progressive file
+    whole), whole decodes and rows streamed into the resize."""
+    import io
+
+    from PIL import Image
+
+    from rawmm import _core
+
+    buf = io.BytesIO()
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    assert _core.decode_jpeg(data, (1600, 1200), "RGB") is not None
+    assert progress_while(lambda: [_core.decode_jpeg(data, (1600, 1200), "RGB") for _ in range(6)]) > 0.5
+    layout = Layout.preset("qwen2_5_vl")
+    stream = lambda: layout._core.jpeg_pixel_values(data, (1600, 1200), "RGB", threads=1)  # noqa: E731
+    assert stream() is not None
+    assert progress_while(lambda: [stream() for _ in range(4)]) > 0.5

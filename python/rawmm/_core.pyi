@@ -8,6 +8,7 @@ __all__ = [
     "MAX_SIDE",
     "ImageLayout",
     "LayoutCore",
+    "decode_jpeg",
     "decode_png",
     "encode_png",
     "fingerprint_bytes",
@@ -130,6 +131,16 @@ class LayoutCore:
         threads: int | None = None,
         out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]] | None: ...
+    def jpeg_pixel_values(
+        self,
+        data: Any,
+        size: tuple[int, int],
+        mode: str,
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+        out: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, npt.NDArray[np.int64], list[int]] | None: ...
     def frames_pixel_values(
         self,
         frames: list[Any],
@@ -149,6 +160,9 @@ def decode_png(
     alphas: bytes | None = None,
     composite: bool = True,
     transpose: int | None = None,
+) -> npt.NDArray[np.uint8] | None: ...
+def decode_jpeg(
+    data: Any, size: tuple[int, int], mode: str, *, transpose: int | None = None
 ) -> npt.NDArray[np.uint8] | None: ...
 def same_contents(fd: int, data: Any) -> bool: ...
 def resize_bicubic(

@@ -303,13 +303,15 @@ def decode_array(
     max_bytes: int = MAX_BYTES,
     check: Callable[[int, int], Any] | None = None,
 ) -> CoreImage:
-    """`decode` then `to_array`'s conversion, with PNG pixels decoded by the Rust core (GIL
-    released, no PIL image): Pillow opens the header and reads the metadata after the image
-    data, as its `load` would; the core decodes to the same raster (`_core.decode_png`) or
-    declines, and then Pillow decodes."""
+    """`decode` then `to_array`'s conversion, with PNG and JPEG pixels decoded by the Rust core
+    (GIL released, no PIL image): Pillow opens the header (and, for a PNG, reads the metadata
+    after the image data, as its `load` would); the core decodes to the same raster
+    (`_core.decode_png`, `_core.decode_jpeg`) or declines, and then Pillow decodes."""
     data, name = _read(source, max_bytes)
-    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    return _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
+    header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    return _decode_array(
+        data, name, header, exif=exif, composite=composite, max_pixels=max_pixels, check=check
+    )
 
 
 def encoded_pixel_values(
@@ -323,20 +325,22 @@ def encoded_pixel_values(
     threads: int | None = None,
     dtype: str = "float32",
 ) -> PixelValues:
-    """`pixel_values` of one encoded image, its header read once: a PNG streamed into the
-    resize where that applies (`png_pixel_values`), else decoded whole (`decode_array`)."""
+    """`pixel_values` of one encoded image, its header read once: streamed into the resize
+    where that applies (`stream_pixel_values`), else decoded whole (`decode_array`)."""
     data, name = _read(source, max_bytes)
     knobs = layout.knobs
     exif, composite = knobs["exif_policy"] == "apply", knobs["alpha_policy"] == "composite_white"
-    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    pv = _stream_png(layout, data, png, out=out, threads=threads, dtype=dtype)
+    header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    pv = _stream(layout, data, header, out=out, threads=threads, dtype=dtype)
     if pv is not None:
         return pv
-    arr = _decode_array(data, name, png, exif=exif, composite=composite, max_pixels=max_pixels, check=check)
+    arr = _decode_array(
+        data, name, header, exif=exif, composite=composite, max_pixels=max_pixels, check=check
+    )
     return core_pixel_values(layout, [arr], dtype=dtype, out=out, threads=threads)
 
 
-def png_pixel_values(
+def stream_pixel_values(
     layout: Layout,
     source: Source,
     *,
@@ -346,74 +350,103 @@ def png_pixel_values(
     out: np.ndarray | None = None,
     threads: int | None = None,
 ) -> PixelValues | None:
-    """`pixel_values` of one PNG without ever holding its decoded image: the Rust core decodes
-    rows a block at a time straight into the resize (`LayoutCore.png_pixel_values`). None where
-    that path does not apply (not a PNG, an EXIF rotation or flip, interlacing, a resize that
-    runs vertically first, anything the Rust decoder declines): the caller then decodes whole."""
+    """`pixel_values` of one PNG or JPEG without ever holding its decoded image: the Rust core
+    decodes rows a block at a time straight into the resize (`LayoutCore.png_pixel_values`,
+    `LayoutCore.jpeg_pixel_values`). None where that path does not apply (another format, an
+    EXIF rotation or flip, an interlaced PNG, a CMYK JPEG, a resize that runs vertically first,
+    anything the Rust decoders decline): the caller then decodes whole."""
     data, name = _read(source, max_bytes)
     exif = layout.knobs["exif_policy"] == "apply"
-    png = _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    return _stream_png(layout, data, png, out=out, threads=threads)
+    header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    return _stream(layout, data, header, out=out, threads=threads)
 
 
-def rust_png(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
-    """The Rust core's decode of a PNG, or None where only Pillow should decode it."""
-    png = _png_header(data, f"<{len(data)} bytes>", exif=exif)
-    return None if png is None else _core.decode_png(data, **png.args(composite))
+def rust_decode(data: bytes, *, exif: bool, composite: bool) -> np.ndarray | None:
+    """The Rust core's decode of a PNG or JPEG, or None where only Pillow should decode it."""
+    header = _rust_header(data, f"<{len(data)} bytes>", exif=exif)
+    return None if header is None else header.decode(data, composite)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 @dataclass(frozen=True, slots=True)
 class _PngHeader:
-    """What the Rust core needs of a PNG from Pillow: its mode, `info["transparency"]` as
-    `decode_png` takes it, and the orientation's transpose."""
+    """What the Rust core needs of a PNG from Pillow: its size and mode, `info["transparency"]`
+    as `decode_png` takes it, and the orientation's transpose."""
 
+    size: tuple[int, int]
     mode: str
     transparency: dict[str, Any]
     transpose: Image.Transpose | None
 
-    def args(self, composite: bool) -> dict[str, Any]:
+    def decode(self, data: bytes, composite: bool) -> np.ndarray | None:
         op = None if self.transpose is None else int(self.transpose)
-        return {"mode": self.mode, **self.transparency, "composite": composite, "transpose": op}
+        return _core.decode_png(data, self.mode, **self.transparency, composite=composite, transpose=op)
+
+    def stream(self, layout: Layout, data: bytes, **kw: Any) -> tuple[np.ndarray, Any, list[int]] | None:
+        return layout._core.png_pixel_values(data, self.mode, **self.transparency, **kw)
 
 
-def _png_header(
+@dataclass(frozen=True, slots=True)
+class _JpegHeader:
+    """What the Rust core needs of a JPEG from Pillow: the size and mode (L or RGB) it read,
+    and the orientation's transpose."""
+
+    size: tuple[int, int]
+    mode: str
+    transpose: Image.Transpose | None
+
+    def decode(self, data: bytes, composite: bool) -> np.ndarray | None:
+        op = None if self.transpose is None else int(self.transpose)
+        return _core.decode_jpeg(data, self.size, self.mode, transpose=op)
+
+    def stream(self, layout: Layout, data: bytes, **kw: Any) -> tuple[np.ndarray, Any, list[int]] | None:
+        return layout._core.jpeg_pixel_values(data, self.size, self.mode, **kw)
+
+
+def _rust_header(
     data: bytes,
     name: str,
     *,
     exif: bool,
     max_pixels: int = MAX_IMAGE_PIXELS,
     check: Callable[[int, int], Any] | None = None,
-) -> _PngHeader | None:
-    """Pillow opens the PNG (caps and `check` first) and reads the chunks after the image data
-    as its `load` would, which can add transparency and eXIf. None: not a PNG, or a
-    transparency only Pillow should handle."""
-    if not data.startswith(PNG_SIGNATURE):
-        return None
-    with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
-        if im.format != "PNG":
-            return None
-        _png_trailing_metadata(im, len(data))
-        transparency = _png_transparency(im.mode, im.info.get("transparency"))
-        if transparency is None:
-            return None
-        return _PngHeader(im.mode, transparency, _transpose_of(im) if exif else None)
+) -> _PngHeader | _JpegHeader | None:
+    """Pillow opens a PNG or JPEG (caps and `check` first) and reads what its `load` would
+    before the pixels: for a PNG, the chunks after the image data, which can add transparency
+    and eXIf. None: another format, or a file only Pillow should decode."""
+    if data.startswith(PNG_SIGNATURE):
+        with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
+            if im.format != "PNG":
+                return None
+            _png_trailing_metadata(im, len(data))
+            transparency = _png_transparency(im.mode, im.info.get("transparency"))
+            if transparency is None:
+                return None
+            return _PngHeader(im.size, im.mode, transparency, _transpose_of(im) if exif else None)
+    if data.startswith(JPEG_SIGNATURE):
+        with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
+            # MPO (multi-picture) files and CMYK or YCCK JPEGs stay with Pillow.
+            if im.format != "JPEG" or im.mode not in ("L", "RGB"):
+                return None
+            return _JpegHeader(im.size, im.mode, _transpose_of(im) if exif else None)
+    return None
 
 
 def _decode_array(
     data: bytes,
     name: str,
-    png: _PngHeader | None,
+    header: _PngHeader | _JpegHeader | None,
     *,
     exif: bool,
     composite: bool,
     max_pixels: int,
     check: Callable[[int, int], Any] | None,
 ) -> CoreImage:
-    if png is not None:
-        arr = _core.decode_png(data, **png.args(composite))
+    if header is not None:
+        arr = header.decode(data, composite)
         if arr is not None:
             return arr
     with _pillow_errors(name):
@@ -421,20 +454,20 @@ def _decode_array(
     return _pil_to_array(im, composite)
 
 
-def _stream_png(
+def _stream(
     layout: Layout,
     data: bytes,
-    png: _PngHeader | None,
+    header: _PngHeader | _JpegHeader | None,
     *,
     out: np.ndarray | None,
     threads: int | None,
     dtype: str = "float32",
 ) -> PixelValues | None:
-    if png is None or png.transpose is not None:  # a transpose needs the whole image
+    if header is None or header.transpose is not None:  # a transpose needs the whole image
         return None
-    res = layout._core.png_pixel_values(
-        data, png.mode, **png.transparency, dtype=dtype, threads=threads, out=out
-    )
+    if out is None:  # as in `core_pixel_values`
+        out = _pooled(layout, [header.size], dtype)
+    res = header.stream(layout, data, dtype=dtype, threads=threads, out=out)
     if res is None:
         return None
     values, grid, tokens = res
@@ -574,21 +607,30 @@ def core_pixel_values(
     _check_options(dtype, threads)
     bf16 = dtype == "bfloat16"
     target = None
-    if out is None and dtype in _POOLED:
+    if out is None:
         sizes = [
             (im.shape[1], im.shape[0]) if isinstance(im, np.ndarray) else (im[2], im[3]) for im in images
         ]
-        rows = sum(int(np.prod(layout.image(w, h).grid_thw)) for w, h in sizes)
-        shape = output_shape(layout, rows)
-        if int(np.prod(shape)) * np.dtype(_POOLED[dtype]).itemsize >= POOLED_BYTES:
-            target = out = pool().take(shape, _POOLED[dtype])
-    elif out is not None:
+        target = out = _pooled(layout, sizes, dtype)
+    else:
         if not isinstance(out, np.ndarray):
             raise LayoutError(f"out must be a numpy array, got {type(out).__name__}")
         # bfloat16 arrays (ml_dtypes) are written through their uint16 bits.
         target = out.view(np.uint16) if bf16 and out.dtype.itemsize == 2 and out.dtype.kind == "V" else out
     values, grid, tokens = layout._core.pixel_values(images, dtype=dtype, threads=threads, out=target)
     return PixelValues(pixel_values=values if out is None else out, grid_thw=grid, num_tokens=tokens)
+
+
+def _pooled(layout: Layout, sizes: list[tuple[int, int]], dtype: str) -> np.ndarray | None:
+    """Memory from the process-wide pool for the output of images of `sizes` (width, height),
+    when it takes `POOLED_BYTES` or more (float32, uint8); else None."""
+    if dtype not in _POOLED:
+        return None
+    rows = sum(int(np.prod(layout.image(w, h).grid_thw)) for w, h in sizes)
+    shape = output_shape(layout, rows)
+    if int(np.prod(shape)) * np.dtype(_POOLED[dtype]).itemsize < POOLED_BYTES:
+        return None
+    return pool().take(shape, _POOLED[dtype])
 
 
 def output_shape(layout: Layout, rows: int) -> tuple[int, ...]:

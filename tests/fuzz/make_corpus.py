@@ -5,7 +5,8 @@
 Images carry every way Pillow finds an orientation or a size that a plain header read misses:
 EXIF and XMP in each format, PNG metadata after the image data, JPEG segments after SOF and junk
 between them, GIF frames outside the logical screen, TIFF IFD quirks; and PngSuite files for
-every PNG colour type, depth, palette and transparency the Rust PNG decoder converts. Refs and envelopes cover
+every PNG colour type, depth, palette and transparency the Rust PNG decoder converts, and
+libjpeg-turbo's samplings and codings for the Rust JPEG decoder. Refs and envelopes cover
 every ref form and both envelope forms.
 """
 
@@ -122,10 +123,15 @@ def images() -> dict[str, bytes]:
     # Every PNG colour type and depth the Rust decoder converts, interlaced and keyed ones too.
     for name in PNGSUITE:
         out[f"pngsuite_{name}"] = (PNG_CORPUS / f"pngsuite-{name}.png").read_bytes()
+    # Every JPEG coding the Rust decoder takes: samplings, progressive, arithmetic, restarts.
+    for name in JPEGS:
+        out[f"jpeg_{name.replace('-', '_')}"] = (JPEG_CORPUS / f"{name}.jpg").read_bytes()
     return out
 
 
 PNG_CORPUS = Path(__file__).parents[1] / "corpus" / "png"
+JPEG_CORPUS = Path(__file__).parents[1] / "corpus" / "jpeg"
+JPEGS = ["sample-4x2", "sample-2x2_2x1_1x2", "progressive-420", "arithmetic", "restart-blocks", "rgb", "grey"]
 PNGSUITE = [
     "basn0g01", "basn0g02", "basn0g04", "basn0g16", "basi0g16", "basn2c16", "basn4a16", "basn6a16",
     "basi3p02", "s01n3p01", "tbbn0g04", "tbbn3p08", "tbgn2c16", "tbrn2c08",

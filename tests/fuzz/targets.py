@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 import rawmm
-from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for
-from rawmm.pixels import DECODE_FORMATS, decode_array, png_pixel_values
+from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for, pixels
+from rawmm.pixels import DECODE_FORMATS, decode_array, stream_pixel_values
 from rawmm.refs import parse_raw_mm_item
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, also under `python -m tests.fuzz`
@@ -125,12 +125,14 @@ _NO_EXIF = adapter_for(_LAYOUTS["qwen2_5_vl"].replace(exif_policy="ignore"))
 def images(data: bytes, ctx: Context) -> None:
     for adapter in (_ADAPTERS[0], _NO_EXIF):
         _image(data, ctx, adapter)
-    if data.startswith(b"\x89PNG") and pillow_size(data, ctx.store.max_pixels) is not None:
-        _png_pixels(data, ctx.store.max_pixels)
+    rust_formats = (pixels.PNG_SIGNATURE, pixels.JPEG_SIGNATURE)
+    if data.startswith(rust_formats) and pillow_size(data, ctx.store.max_pixels) is not None:
+        _rust_pixels(data, ctx.store.max_pixels)
 
 
-def _png_pixels(data: bytes, max_pixels: int) -> None:
-    """The Rust PNG decoder, where it does not leave the file to Pillow, gives Pillow's pixels."""
+def _rust_pixels(data: bytes, max_pixels: int) -> None:
+    """The Rust PNG and JPEG decoders, where they do not leave the file to Pillow, give
+    Pillow's pixels, decoded whole and streamed (on one thread and on several)."""
     for exif, composite in ((True, True), (False, False)):
         try:
             want = pillow_reference(data, exif=exif, composite=composite)
@@ -138,12 +140,13 @@ def _png_pixels(data: bytes, max_pixels: int) -> None:
             continue  # e.g. a palette Pillow refuses when converting: typed errors are checked above
         got = _typed(decode_array, data, exif=exif, composite=composite, max_pixels=max_pixels)
         if isinstance(got, np.ndarray):  # else Pillow decoded it (a view of Pillow's buffer)
-            assert np.array_equal(got, want), "the Rust PNG decoder differs from Pillow"
+            assert np.array_equal(got, want), "the Rust decoder differs from Pillow"
         if exif and composite:  # rows streamed into the resize, where that path applies
             layout = _LAYOUTS["qwen2_5_vl"]
-            streamed = _typed(png_pixel_values, layout, data, max_pixels=max_pixels)
-            if streamed is not None and not isinstance(streamed, RawmmError):
-                assert np.array_equal(streamed.pixel_values, layout.pixel_values(want).pixel_values)
+            for threads in (1, None):
+                streamed = _typed(stream_pixel_values, layout, data, max_pixels=max_pixels, threads=threads)
+                if streamed is not None and not isinstance(streamed, RawmmError):
+                    assert np.array_equal(streamed.pixel_values, layout.pixel_values(want).pixel_values)
 
 
 def _image(data: bytes, ctx: Context, adapter: Any) -> None:

@@ -180,8 +180,7 @@ impl<'a> PngRows<'a> {
     }
 
     /// Appends the next `n` rows (fewer at the end) of a non-interlaced image, converted, to
-    /// `out`; after the last row, checks the rest of the image data as `png` does. None on
-    /// any decoding error.
+    /// `out`. None on any decoding error.
     pub fn read_rows(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()> {
         debug_assert!(!self.interlaced);
         let mut row = std::mem::take(&mut self.row);
@@ -244,6 +243,24 @@ impl<'a> PngRows<'a> {
                 }
             }
         }
+    }
+}
+
+impl crate::pipeline::RowSource for PngRows<'_> {
+    fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn read_rows(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()> {
+        PngRows::read_rows(self, n, out)
+    }
+
+    fn finish(&mut self) -> Option<()> {
+        PngRows::finish(self)
     }
 }
 

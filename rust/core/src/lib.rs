@@ -7,6 +7,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod floatfmt;
 pub mod header;
+pub mod jpeg;
 pub mod layout;
 pub mod mem;
 pub mod video;

@@ -436,29 +436,49 @@ pub fn pack_resized<T: Element>(
 ) {
     let (rw, rh) = (rs.out_width, rs.out_height);
     assert_eq!(out.len(), packing.len(rw, rh), "output slice has the wrong length");
-    let ch = rs.channels();
-    let (band_rows, band_len) = match packing {
-        Packing::Qwen { patch, merge, .. } => (patch * merge, packing.len(rw, patch * merge)),
-        Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
-    };
+    let (band_rows, band_len) = packing.band(rw);
     let work = |(rsc, scratch): &mut (Scratch, Vec<T>), (band, chunk): (usize, &mut [MaybeUninit<T>])| {
         let y0 = band * band_rows;
         let buf = rs.rows_ref(y0, band_rows.min(rh.saturating_sub(y0)), rsc);
-        match packing {
-            Packing::Qwen { patch, merge, temporal } if ch == 4 => {
-                pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, norm, chunk, scratch)
-            }
-            Packing::Qwen { patch, merge, temporal } => {
-                pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, norm, chunk, scratch)
-            }
-            Packing::Kimi { patch, .. } => pack_kimi_band(buf, rw, ch, patch, &norm.lut, chunk),
-        }
+        pack_band(buf, rw, rs.channels(), packing, norm, chunk, scratch)
     };
     if parallel {
         out.par_chunks_mut(band_len).enumerate().for_each_init(Default::default, work);
     } else {
         let mut buf = Default::default();
         out.chunks_mut(band_len).enumerate().for_each(|item| work(&mut buf, item));
+    }
+}
+
+impl Packing {
+    /// Resized rows per band and the band's output elements, for a resized width `rw`.
+    pub fn band(&self, rw: usize) -> (usize, usize) {
+        match *self {
+            Packing::Qwen { patch, merge, .. } => (patch * merge, self.len(rw, patch * merge)),
+            Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
+        }
+    }
+}
+
+/// Packs one band of resized rows (`Packing::band`'s rows of width `rw`, `ch` channels; the
+/// last band may be shorter) into its `chunk` of the output.
+pub fn pack_band<T: Element>(
+    buf: &[u8],
+    rw: usize,
+    ch: usize,
+    packing: Packing,
+    norm: &Norm<T>,
+    chunk: &mut [MaybeUninit<T>],
+    scratch: &mut Vec<T>,
+) {
+    match packing {
+        Packing::Qwen { patch, merge, temporal } if ch == 4 => {
+            pack_qwen_band::<T, 4>(buf, rw, patch, merge, temporal, norm, chunk, scratch)
+        }
+        Packing::Qwen { patch, merge, temporal } => {
+            pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, norm, chunk, scratch)
+        }
+        Packing::Kimi { patch, .. } => pack_kimi_band(buf, rw, ch, patch, &norm.lut, chunk),
     }
 }
 

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rayon::prelude::*;
 
 use crate::convert::to_rgb;
-use crate::decode::PngRows;
 use crate::error::{Error, Result};
 use crate::layout::{AlphaPolicy, Geometry, ImageLayout, Knobs, PixelKnobs};
-use crate::pack::{pack_image, pack_resized, Element, Job, Norm, Packing};
-use crate::resample::{Horizontal, RowResizer, Scratch};
+use crate::pack::{pack_band, pack_image, pack_resized, Element, Job, Norm, Packing};
+use crate::resample::{Horizontal, RowResizer, Scratch, Vertical};
 
 /// A decoded image: `height` rows of `width` pixels with `channels` interleaved bytes
 /// (1 = L, 2 = LA, 3 = RGB, 4 = RGBA, or RGBX when `alpha` is false: Pillow's own layout).
@@ -163,60 +162,86 @@ impl Knobs {
     }
 }
 
+/// A decoder that yields an image's rows top to bottom, a block at a time (`decode::PngRows`
+/// for a non-interlaced PNG, `jpeg::JpegRows`). None from a read means the decoder failed.
+pub trait RowSource {
+    /// (width, height).
+    fn size(&self) -> (usize, usize);
+    /// Bytes per pixel of the rows: 1 L, 2 LA, 3 RGB, 4 RGBA.
+    fn channels(&self) -> usize;
+    /// Appends the next `n` rows to `out`.
+    fn read_rows(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()>;
+    /// After the last row: the rest of the encoded data must be sound.
+    fn finish(&mut self) -> Option<()>;
+}
+
 impl Knobs {
-    /// A non-interlaced PNG straight to this layout's output: rows are decoded, converted to RGB
-    /// and filtered horizontally a block at a time as they arrive, so only the horizontally
-    /// resized rows are ever held, never the decoded image; the vertical pass and the pack then
-    /// run band by band as for any image. Bit-identical to decoding whole and calling
-    /// `pixel_values`. None when the decoder fails (the caller decodes otherwise), or when the
-    /// resize runs its vertical pass first (Pillow 13's rule for tall downscales), which a
-    /// row stream cannot feed.
-    pub fn png_pixel_values_into<T: Element>(
+    /// An image straight from its decoder to this layout's output, never holding the decoded
+    /// image: rows are decoded, converted to RGB and filtered horizontally a block at a time.
+    /// On one thread, each band of output rows pulls just the rows it needs, so the decoded and
+    /// the horizontally filtered rows stay in cache; on several, every row is filtered first
+    /// (the decoder is sequential), then bands run in parallel. Bit-identical to decoding whole
+    /// and calling `pixel_values`. None when the decoder fails (the caller decodes otherwise),
+    /// or when the resize runs its vertical pass first (Pillow 13's rule for tall downscales),
+    /// which a row stream cannot feed.
+    pub fn stream_pixel_values_into<T: Element>(
         &self,
-        rows: &mut PngRows,
+        rows: &mut impl RowSource,
         layout: &ImageLayout,
         out: &mut [std::mem::MaybeUninit<T>],
         threads: Option<usize>,
     ) -> Option<()> {
-        let (w, h) = (rows.width, rows.height);
+        let (w, h) = rows.size();
         let (rw, rh) = (layout.resized_width as usize, layout.resized_height as usize);
         let resample = self.pixel.resample();
-        if rows.interlaced || crate::resample::vertical_first(resample, w, h, rw, rh) {
+        if crate::resample::vertical_first(resample, w, h, rw, rh) {
             return None;
         }
-        let has_alpha = matches!(rows.channels, 2 | 4);
-        // Channels after RGB conversion: 3, or 4 with an unused fourth (RGBA whose alpha drops).
-        let rgb_channels = if rows.channels == 4 && self.pixel.alpha_policy == AlphaPolicy::Drop { 4 } else { 3 };
-        let horizontal = (w != rw).then(|| Horizontal::new(rgb_channels, true, w, rw, resample));
-        let mid_channels = horizontal.as_ref().map_or(rgb_channels, |hp| hp.channels);
-        let mid_row = rw * mid_channels;
-        let mut mid = crate::mem::with_capacity::<u8>(mid_row * h);
-        let (mut decoded, mut scratch) = (Vec::new(), Scratch::default());
-        const BLOCK: usize = 16;
-        for y in (0..h).step_by(BLOCK) {
-            let n = BLOCK.min(h - y);
-            decoded.clear();
-            rows.read_rows(n, &mut decoded)?;
-            let (rgb, c) = to_rgb(&decoded, rows.channels, has_alpha, self.pixel.alpha_policy);
-            debug_assert_eq!(c, rgb_channels);
-            match &horizontal {
-                Some(hp) => {
-                    let start = mid.len();
-                    mid.resize(start + n * mid_row, 0);
-                    hp.rows(&rgb, w * c, &mut mid[start..], &mut scratch);
-                }
-                None => mid.extend_from_slice(&rgb),
+        let mut source = Filtered::new(rows, rw, self.pixel.alpha_policy, resample);
+        let (norm, packing) = (self.pixel.norm::<T>(), self.packing(layout));
+        let mid_row = rw * source.channels;
+        if threads != Some(1) {
+            let mut mid = crate::mem::with_capacity::<u8>(mid_row * h);
+            source.fill(h, &mut mid)?;
+            source.rows.finish()?;
+            let rs = RowResizer::new(&mid, source.channels, true, (rw, h), (rw, rh), resample);
+            match threads {
+                Some(n) => pool(n).ok()?.install(|| pack_resized(&rs, packing, &norm, out, true)),
+                None => pack_resized(&rs, packing, &norm, out, true),
             }
+            return Some(());
         }
-        rows.finish()?;
-        let rs = RowResizer::new(&mid, mid_channels, true, (rw, h), (rw, rh), resample);
-        let norm = self.pixel.norm::<T>();
-        let parallel = threads != Some(1);
-        match threads {
-            Some(n) if n > 1 => pool(n).ok()?.install(|| pack_resized(&rs, self.packing(layout), &norm, out, parallel)),
-            _ => pack_resized(&rs, self.packing(layout), &norm, out, parallel),
+        let vertical = (h != rh).then(|| Vertical::new(h, rh, resample));
+        let (band_rows, band_len) = packing.band(rw);
+        // `window` holds the filtered rows `start..` that the current band reads.
+        let (mut window, mut start, mut band) = (Vec::new(), 0, Vec::new());
+        let (mut scratch, mut pack_scratch) = (Scratch::default(), Vec::new());
+        for (i, chunk) in out.chunks_mut(band_len).enumerate() {
+            let y0 = i * band_rows;
+            let n = band_rows.min(rh.saturating_sub(y0));
+            if n > 0 {
+                let need = vertical.as_ref().map_or(y0..y0 + n, |v| v.need(y0, n));
+                let end = start + window.len() / mid_row;
+                if need.start > end {
+                    // Rows no band reads (never for bicubic taps, which overlap): read, dropped.
+                    source.fill(need.start - end, &mut window)?;
+                }
+                window.drain(..(need.start - start) * mid_row);
+                start = need.start;
+                source.fill(need.end - start - window.len() / mid_row, &mut window)?;
+                if let Some(v) = &vertical {
+                    band.resize(n * mid_row, 0);
+                    v.rows(&window, mid_row, start, y0, &mut band, &mut scratch);
+                }
+            }
+            let buf = match (&vertical, n) {
+                (_, 0) => &[][..],
+                (Some(_), _) => &band[..],
+                (None, _) => &window[..n * mid_row],
+            };
+            pack_band(buf, rw, source.channels, packing, &norm, chunk, &mut pack_scratch);
         }
-        Some(())
+        source.rows.finish()
     }
 
     /// Video frames (already sampled, one size) resized to (`rw`, `rh`): Qwen packs them in
@@ -289,6 +314,53 @@ impl Knobs {
         // SAFETY: the packers initialised all `total` elements.
         unsafe { values.set_len(total) };
         Ok(values)
+    }
+}
+
+/// A decoder's rows converted to RGB and filtered horizontally to the resized width.
+struct Filtered<'r, R> {
+    rows: &'r mut R,
+    /// Rows read so far.
+    read: usize,
+    policy: AlphaPolicy,
+    horizontal: Option<Horizontal>,
+    /// Channels of the filtered rows.
+    channels: usize,
+    decoded: Vec<u8>,
+    scratch: Scratch,
+}
+
+impl<'r, R: RowSource> Filtered<'r, R> {
+    fn new(rows: &'r mut R, rw: usize, policy: AlphaPolicy, resample: crate::layout::Resample) -> Self {
+        let (w, _) = rows.size();
+        // Channels after RGB conversion: 3, or 4 with an unused fourth (RGBA whose alpha drops).
+        let rgb_channels = if rows.channels() == 4 && policy == AlphaPolicy::Drop { 4 } else { 3 };
+        let horizontal = (w != rw).then(|| Horizontal::new(rgb_channels, true, w, rw, resample));
+        let channels = horizontal.as_ref().map_or(rgb_channels, |hp| hp.channels);
+        Filtered { rows, read: 0, policy, horizontal, channels, decoded: Vec::new(), scratch: Scratch::default() }
+    }
+
+    /// Appends the next `n` filtered rows to `out`, decoding them a block at a time.
+    fn fill(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()> {
+        const BLOCK: usize = 16;
+        let ((w, h), channels) = (self.rows.size(), self.rows.channels());
+        let end = (self.read + n).min(h);
+        while self.read < end {
+            let k = BLOCK.min(end - self.read);
+            self.decoded.clear();
+            self.rows.read_rows(k, &mut self.decoded)?;
+            self.read += k;
+            let (rgb, c) = to_rgb(&self.decoded, channels, matches!(channels, 2 | 4), self.policy);
+            match &self.horizontal {
+                Some(hp) => {
+                    let start = out.len();
+                    out.resize(start + k * hp.out_row(), 0);
+                    hp.rows(&rgb, w * c, &mut out[start..], &mut self.scratch);
+                }
+                None => out.extend_from_slice(&rgb),
+            }
+        }
+        Some(())
     }
 }
 

@@ -73,6 +73,11 @@ impl Coeffs {
         Coeffs::build(n_in, n_out, true)
     }
 
+    /// The taps of `resample`.
+    pub fn of(resample: Resample, n_in: usize, n_out: usize) -> Coeffs {
+        Coeffs::build(n_in, n_out, resample == Resample::Torch)
+    }
+
     fn build(n_in: usize, n_out: usize, torch: bool) -> Coeffs {
         assert!(n_in > 0 && n_out > 0);
         let scale = n_in as f64 / n_out as f64;
@@ -375,11 +380,7 @@ impl<'a> RowResizer<'a> {
         resample: Resample,
     ) -> Self {
         assert!((1..=4).contains(&channels) && src.len() == w_in * h_in * channels);
-        let coeffs = |n_in, n_out| match resample {
-            Resample::Torch => Coeffs::torch(n_in, n_out),
-            Resample::Pillow(_) => Coeffs::new(n_in, n_out),
-        };
-        let (h, v) = (|| coeffs(w_in, w_out), || coeffs(h_in, h_out));
+        let (h, v) = (|| Coeffs::of(resample, w_in, w_out), || Coeffs::of(resample, h_in, h_out));
         let plan = match (w_in != w_out, h_in != h_out) {
             (false, false) => Plan::Copy,
             (true, false) => Plan::Horizontal(h()),
@@ -515,18 +516,45 @@ pub struct Horizontal {
 
 impl Horizontal {
     pub fn new(in_channels: usize, drop_fourth: bool, w_in: usize, w_out: usize, resample: Resample) -> Self {
-        let co = match resample {
-            Resample::Torch => Coeffs::torch(w_in, w_out),
-            Resample::Pillow(_) => Coeffs::new(w_in, w_out),
-        };
+        let co = Coeffs::of(resample, w_in, w_out);
         let channels = if drop_fourth && in_channels == 4 { 3 } else { in_channels };
         Horizontal { co, in_channels, channels, out_width: w_out }
     }
 
+    /// Bytes of one output row.
+    pub fn out_row(&self) -> usize {
+        self.out_width * self.channels
+    }
+
     /// Filters whole rows of `src` (each `src_stride` bytes) into `dst`, one output row per row.
     pub fn rows(&self, src: &[u8], src_stride: usize, dst: &mut [u8], scratch: &mut Scratch) {
-        let rb = self.out_width * self.channels;
+        let rb = self.out_row();
         horizontal_rows(self.in_channels, self.channels, src, src_stride, dst, rb, &self.co, &mut scratch.blocks);
+    }
+}
+
+/// The vertical pass alone, over a window of input rows that a producer (a decoder, then the
+/// horizontal pass) fills in order: the same taps and arithmetic as a `RowResizer`'s.
+pub struct Vertical {
+    co: Coeffs,
+}
+
+impl Vertical {
+    pub fn new(h_in: usize, h_out: usize, resample: Resample) -> Self {
+        Vertical { co: Coeffs::of(resample, h_in, h_out) }
+    }
+
+    /// The input rows that output rows `y0..y0 + n` (n > 0) read; neither end ever decreases
+    /// as `y0` grows.
+    pub fn need(&self, y0: usize, n: usize) -> std::ops::Range<usize> {
+        let last = y0 + n - 1;
+        self.co.lo[y0]..self.co.lo[last] + self.co.count[last]
+    }
+
+    /// Output rows `y0..` into `dst` (rows of `stride` bytes); `window` holds the input rows
+    /// from `origin` on, at least `need(y0, n)`.
+    pub fn rows(&self, window: &[u8], stride: usize, origin: usize, y0: usize, dst: &mut [u8], scratch: &mut Scratch) {
+        vertical_rows(window, stride, origin, y0, dst, &self.co, &mut scratch.acc);
     }
 }
 

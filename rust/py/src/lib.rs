@@ -12,7 +12,7 @@ use rawmm_core::layout::{
     self as core_layout, AlphaPolicy, Backend, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry,
     Resample, ResizeCompat,
 };
-use rawmm_core::pipeline::Decoded;
+use rawmm_core::pipeline::{Decoded, RowSource};
 use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
 use rawmm_core::{encode, fingerprint, Error};
 
@@ -323,7 +323,7 @@ impl LayoutCore {
     }
     /// One PNG (Pillow's `mode` and transparency, as `decode_png` takes them) straight to
     /// `(pixel_values, grid_thw, num_tokens)`, decoded row block by row block into the resize
-    /// (`Knobs::png_pixel_values_into`), GIL released; into `out` when given (as for
+    /// (`Knobs::stream_pixel_values_into`), GIL released; into `out` when given (as for
     /// `pixel_values`). None when this path does not apply: the caller decodes otherwise.
     #[pyo3(signature = (data, mode, *, key=None, alphas=None, dtype="float32", threads=None, out=None))]
     #[allow(clippy::too_many_arguments)]
@@ -343,19 +343,34 @@ impl LayoutCore {
         let transparency = transparency(key, alphas)?;
         let view = buffer::ByteView::get(data)?;
         let composite = self.knobs.pixel.alpha_policy == AlphaPolicy::CompositeWhite;
-        let Some(mut rows) = rawmm_core::decode::PngRows::open(view.as_slice(), mode, &transparency, composite) else {
-            return Ok(None);
-        };
-        let layout = self.knobs.image(rows.width as u64, rows.height as u64).py_err(py)?;
-        let values = match dtype {
-            "float32" => stream_png::<f32>(py, &self.knobs, &mut rows, &layout, threads, out)?,
-            "bfloat16" => stream_png::<u16>(py, &self.knobs, &mut rows, &layout, threads, out)?,
-            "uint8" => stream_png::<u8>(py, &self.knobs, &mut rows, &layout, threads, out)?,
-            _ => return Err(PyValueError::new_err(format!("unknown dtype {dtype:?}"))),
-        };
-        let Some(values) = values else { return Ok(None) };
-        let grid = PyArray1::from_vec(py, layout.grid_thw.map(|v| v as i64).to_vec()).reshape([1, 3])?;
-        Ok(Some(PyTuple::new(py, [values, grid.into_any(), vec![layout.num_tokens].into_pyobject(py)?.into_any()])?))
+        match rawmm_core::decode::PngRows::open(view.as_slice(), mode, &transparency, composite) {
+            Some(rows) if !rows.interlaced => stream(py, &self.knobs, rows, dtype, threads, out),
+            _ => Ok(None),
+        }
+    }
+
+    /// `png_pixel_values` for a JPEG that Pillow opened as `size` (width, height) in `mode` L or
+    /// RGB, decoded by libjpeg-turbo with Pillow's settings (`rawmm_core::jpeg`).
+    #[pyo3(signature = (data, size, mode, *, dtype="float32", threads=None, out=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn jpeg_pixel_values<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        size: (usize, usize),
+        mode: &str,
+        dtype: &str,
+        threads: Option<usize>,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        check_threads(threads)?;
+        let view = buffer::ByteView::get(data)?;
+        let bytes = view.as_slice();
+        // Opening reads the header and starts decompression (a progressive file decodes whole).
+        let Some(channels) = jpeg_channels(mode) else { return Ok(None) };
+        let open = || rawmm_core::jpeg::JpegRows::open(bytes, size.0, size.1, channels);
+        let Some(rows) = py.detach(open) else { return Ok(None) };
+        stream(py, &self.knobs, rows, dtype, threads, out)
     }
 
     /// The uint8 wire format → this layout's float32 `pixel_values`, bit for bit, GIL released:
@@ -510,12 +525,35 @@ fn batch<'py, T: rawmm_core::pack::Element + numpy::Element>(
     Ok((shaped(knobs, PyArray1::from_vec(py, pv.values).into_any())?, pv.layouts))
 }
 
-/// `Knobs::png_pixel_values_into` into a fresh array or the caller's `out` (checked as in
-/// `write_into`); None when the streaming path declined.
-fn stream_png<'py, T: rawmm_core::pack::Element + numpy::Element>(
+/// `Knobs::stream_pixel_values_into` for `rows` in `dtype` as `(pixel_values, grid_thw,
+/// num_tokens)`; None when the stream declined.
+fn stream<'py, R: RowSource + Send>(
     py: Python<'py>,
     knobs: &Knobs,
-    rows: &mut rawmm_core::decode::PngRows,
+    mut rows: R,
+    dtype: &str,
+    threads: Option<usize>,
+    out: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let (w, h) = rows.size();
+    let layout = knobs.image(w as u64, h as u64).py_err(py)?;
+    let values = match dtype {
+        "float32" => stream_into::<f32, R>(py, knobs, &mut rows, &layout, threads, out)?,
+        "bfloat16" => stream_into::<u16, R>(py, knobs, &mut rows, &layout, threads, out)?,
+        "uint8" => stream_into::<u8, R>(py, knobs, &mut rows, &layout, threads, out)?,
+        _ => return Err(PyValueError::new_err(format!("unknown dtype {dtype:?}"))),
+    };
+    let Some(values) = values else { return Ok(None) };
+    let grid = PyArray1::from_vec(py, layout.grid_thw.map(|v| v as i64).to_vec()).reshape([1, 3])?;
+    Ok(Some(PyTuple::new(py, [values, grid.into_any(), vec![layout.num_tokens].into_pyobject(py)?.into_any()])?))
+}
+
+/// `Knobs::stream_pixel_values_into` into a fresh array or the caller's `out` (checked as in
+/// `write_into`); None when the stream declined.
+fn stream_into<'py, T: rawmm_core::pack::Element + numpy::Element, R: RowSource + Send>(
+    py: Python<'py>,
+    knobs: &Knobs,
+    rows: &mut R,
     layout: &rawmm_core::layout::ImageLayout,
     threads: Option<usize>,
     out: Option<Bound<'py, PyAny>>,
@@ -528,12 +566,12 @@ fn stream_png<'py, T: rawmm_core::pack::Element + numpy::Element>(
         let slice = guard.as_slice_mut().map_err(|_| Error::Layout("out must be C-contiguous".into())).py_err(py)?;
         // SAFETY: MaybeUninit<T> has T's layout; the packer writes every element.
         let slice = unsafe { &mut *(slice as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
-        let done = py.detach(|| knobs.png_pixel_values_into(rows, layout, slice, threads));
+        let done = py.detach(|| knobs.stream_pixel_values_into(rows, layout, slice, threads));
         return Ok(done.map(|()| out));
     }
     let mut values = rawmm_core::mem::with_capacity::<T>(len);
     let done =
-        py.detach(|| knobs.png_pixel_values_into(rows, layout, &mut values.spare_capacity_mut()[..len], threads));
+        py.detach(|| knobs.stream_pixel_values_into(rows, layout, &mut values.spare_capacity_mut()[..len], threads));
     if done.is_none() {
         return Ok(None);
     }
@@ -666,23 +704,62 @@ fn decode_png<'py>(
     composite: bool,
     transpose: Option<u8>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    use rawmm_core::decode::{self, PngMode, Transpose};
+    use rawmm_core::decode::{self, PngMode};
     let Some(mode) = PngMode::parse(mode) else { return Ok(None) };
     let transparency = transparency(key, alphas)?;
-    let op = match transpose {
-        None => None,
-        Some(v) => Some(Transpose::from_pillow(v).ok_or_else(|| PyValueError::new_err(format!("bad transpose {v}")))?),
-    };
+    let op = transpose_op(transpose)?;
     let view = buffer::ByteView::get(data)?;
     let bytes = view.as_slice();
-    let raster = py.detach(|| {
-        let r = decode::png(bytes, mode, &transparency, composite)?;
-        Some(match op {
-            Some(op) => decode::transpose(&r, op),
-            None => r,
-        })
-    });
-    let Some(r) = raster else { return Ok(None) };
+    let raster = py.detach(|| decode::png(bytes, mode, &transparency, composite).map(|r| transposed(r, op)));
+    raster_array(py, raster)
+}
+
+/// A JPEG that Pillow opened as `size` (width, height) in `mode` L or RGB, decoded by
+/// libjpeg-turbo with Pillow's settings (`rawmm_core::jpeg`), then `transpose` applied as in
+/// `decode_png`: a (H, W, 1 or 3) uint8 array, or None when the caller must decode with Pillow
+/// instead.
+#[pyfunction]
+#[pyo3(signature = (data, size, mode, *, transpose=None))]
+fn decode_jpeg<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    size: (usize, usize),
+    mode: &str,
+    transpose: Option<u8>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let op = transpose_op(transpose)?;
+    let Some(channels) = jpeg_channels(mode) else { return Ok(None) };
+    let view = buffer::ByteView::get(data)?;
+    let bytes = view.as_slice();
+    let raster = py.detach(|| rawmm_core::jpeg::jpeg(bytes, size.0, size.1, channels).map(|r| transposed(r, op)));
+    raster_array(py, raster)
+}
+
+/// Components of a JPEG Pillow opened in `mode`, where rawmm decodes that mode.
+fn jpeg_channels(mode: &str) -> Option<usize> {
+    match mode {
+        "L" => Some(1),
+        "RGB" => Some(3),
+        _ => None,
+    }
+}
+
+fn transpose_op(v: Option<u8>) -> PyResult<Option<rawmm_core::decode::Transpose>> {
+    v.map(|v| {
+        rawmm_core::decode::Transpose::from_pillow(v).ok_or_else(|| PyValueError::new_err(format!("bad transpose {v}")))
+    })
+    .transpose()
+}
+
+fn transposed(r: rawmm_core::decode::Raster, op: Option<rawmm_core::decode::Transpose>) -> rawmm_core::decode::Raster {
+    match op {
+        Some(op) => rawmm_core::decode::transpose(&r, op),
+        None => r,
+    }
+}
+
+fn raster_array(py: Python<'_>, r: Option<rawmm_core::decode::Raster>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let Some(r) = r else { return Ok(None) };
     Ok(Some(PyArray1::from_vec(py, r.data).reshape([r.height, r.width, r.channels])?.into_any()))
 }
 
@@ -799,6 +876,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_png, m)?)?;
     m.add_function(wrap_pyfunction!(read_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode_png, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_jpeg, m)?)?;
     m.add_function(wrap_pyfunction!(same_contents, m)?)?;
     m.add_class::<LayoutCore>()?;
     m.add_class::<ImageLayout>()?;
