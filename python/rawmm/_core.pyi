@@ -50,7 +50,6 @@ class LayoutCore:
         cls,
         family: str,
         *,
-        patch_size: int,
         image_mean: list[float],
         image_std: list[float],
         rescale_factor: float,
@@ -58,14 +57,7 @@ class LayoutCore:
         exif_policy: str,
         alpha_policy: str,
         backend: str = "pil",
-        merge_size: int | None = None,
-        temporal_patch_size: int | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        merge_kernel_size: int | None = None,
-        in_patch_limit: int | None = None,
-        patch_limit_on_one_side: int | None = None,
-        fixed_output_tokens: int | None = None,
+        **geometry: int | None,
     ) -> LayoutCore: ...
     @property
     def family(self) -> str: ...

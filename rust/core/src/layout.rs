@@ -13,29 +13,7 @@ pub const MAX_SIDE: u64 = 1 << 24;
 /// The only rescale factor v1 reproduces: Python's `1 / 255`.
 pub const RESCALE_1_255: f64 = 1.0 / 255.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QwenGeometry {
-    pub patch_size: u64,
-    pub merge_size: u64,
-    pub temporal_patch_size: u64,
-    pub min_pixels: u64,
-    pub max_pixels: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KimiGeometry {
-    pub patch_size: u64,
-    pub merge_kernel_size: u64,
-    pub in_patch_limit: u64,
-    pub patch_limit_on_one_side: u64,
-    pub fixed_output_tokens: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Geometry {
-    Qwen(QwenGeometry),
-    Kimi(KimiGeometry),
-}
+pub use crate::families::{Geometry, KimiGeometry, QwenGeometry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizeCompat {
@@ -137,7 +115,7 @@ pub struct ImageLayout {
     pub num_tokens: u64,
 }
 
-fn positive(name: &str, v: u64) -> Result<()> {
+pub(crate) fn positive(name: &str, v: u64) -> Result<()> {
     if v == 0 {
         return layout(format!("{name} must be >= 1, got 0"));
     }
@@ -146,35 +124,7 @@ fn positive(name: &str, v: u64) -> Result<()> {
 
 impl Knobs {
     pub fn new(geometry: Geometry, pixel: PixelKnobs) -> Result<Self> {
-        match geometry {
-            Geometry::Qwen(g) => {
-                positive("patch_size", g.patch_size)?;
-                positive("merge_size", g.merge_size)?;
-                positive("temporal_patch_size", g.temporal_patch_size)?;
-                positive("min_pixels", g.min_pixels)?;
-                positive("max_pixels", g.max_pixels)?;
-                if g.patch_size * g.merge_size > 1 << 16 {
-                    return layout("patch_size * merge_size is too large");
-                }
-            }
-            Geometry::Kimi(g) => {
-                positive("patch_size", g.patch_size)?;
-                positive("merge_kernel_size", g.merge_kernel_size)?;
-                positive("in_patch_limit", g.in_patch_limit)?;
-                positive("patch_limit_on_one_side", g.patch_limit_on_one_side)?;
-                if g.patch_size * g.merge_kernel_size > 1 << 16 || g.patch_limit_on_one_side > MAX_SIDE {
-                    return layout("kimi knobs are too large");
-                }
-                if pixel.backend != Backend::Pil {
-                    return layout("kimi_k25 has no torchvision backend: it follows Moonshot's processor (Pillow)");
-                }
-                if pixel.image_mean != [0.5; 3] || pixel.image_std != [0.5; 3] {
-                    return layout(
-                        "kimi_k25 layouts reproduce Moonshot's normalisation only for image_mean = image_std = 0.5",
-                    );
-                }
-            }
-        }
+        geometry.validate(&pixel)?;
         for (name, vals) in [("image_mean", pixel.image_mean), ("image_std", pixel.image_std)] {
             if vals.iter().any(|v| !v.is_finite()) {
                 return layout(format!("{name} must be finite, got {vals:?}"));
@@ -197,10 +147,7 @@ impl Knobs {
     }
 
     pub fn family(&self) -> &'static str {
-        match self.geometry {
-            Geometry::Qwen(_) => "qwen_vl",
-            Geometry::Kimi(_) => "kimi_k25",
-        }
+        self.geometry.family()
     }
 
     /// The `rawmm-layout:v1` text (hashing.md §5.1): `key=CJSON(value)` pairs sorted by key.
@@ -222,22 +169,7 @@ impl Knobs {
         if p.backend == Backend::Torchvision {
             pairs.push(("backend", quoted(p.backend.as_str())));
         }
-        match self.geometry {
-            Geometry::Qwen(g) => pairs.extend([
-                ("patch_size", g.patch_size.to_string()),
-                ("merge_size", g.merge_size.to_string()),
-                ("temporal_patch_size", g.temporal_patch_size.to_string()),
-                ("min_pixels", g.min_pixels.to_string()),
-                ("max_pixels", g.max_pixels.to_string()),
-            ]),
-            Geometry::Kimi(g) => pairs.extend([
-                ("patch_size", g.patch_size.to_string()),
-                ("merge_kernel_size", g.merge_kernel_size.to_string()),
-                ("in_patch_limit", g.in_patch_limit.to_string()),
-                ("patch_limit_on_one_side", g.patch_limit_on_one_side.to_string()),
-                ("fixed_output_tokens", g.fixed_output_tokens.map_or("null".into(), |v| v.to_string())),
-            ]),
-        }
+        pairs.extend(self.geometry.fingerprint_pairs());
         pairs.sort_by(|a, b| a.0.cmp(b.0));
         let body: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("rawmm-layout:v1:{}:{}", self.family(), body.join(";"))
@@ -249,10 +181,7 @@ impl Knobs {
     }
 
     pub fn image(&self, width: u64, height: u64) -> Result<ImageLayout> {
-        match self.geometry {
-            Geometry::Qwen(g) => qwen_image(&g, width, height),
-            Geometry::Kimi(g) => kimi_image(&g, width, height),
-        }
+        self.geometry.image(width, height)
     }
 
     /// Vectorised `image`: `sizes` is `[w0, h0, w1, h1, ...]`; the output has six columns per
@@ -274,7 +203,7 @@ impl Knobs {
     }
 }
 
-pub(crate) fn check_size(width: u64, height: u64) -> Result<()> {
+pub fn check_size(width: u64, height: u64) -> Result<()> {
     if width == 0 || height == 0 {
         return layout(format!("image size must be positive, got {width}x{height}"));
     }
@@ -336,62 +265,6 @@ pub(crate) fn bounded_resize(h: u64, w: u64, factor: u64, t: u64, t_bar: u64, mi
         wb = factor * ceil_pos((wf * beta) / f);
     }
     (hb, wb)
-}
-
-fn qwen_image(g: &QwenGeometry, width: u64, height: u64) -> Result<ImageLayout> {
-    let factor = g.patch_size * g.merge_size;
-    let (rh, rw) = smart_resize(height, width, factor, g.min_pixels, g.max_pixels)?;
-    let (gh, gw) = (rh / g.patch_size, rw / g.patch_size);
-    Ok(ImageLayout {
-        width,
-        height,
-        resized_width: rw,
-        resized_height: rh,
-        padded_width: rw,
-        padded_height: rh,
-        grid_thw: [1, gh, gw],
-        num_tokens: gh * gw / (g.merge_size * g.merge_size),
-    })
-}
-
-/// Moonshot's navit resize (layout.md §6): never upscales, truncates, then pads to F.
-/// Returns `(rw, rh, pw, ph)`.
-pub fn navit_resize(
-    width: u64,
-    height: u64,
-    patch: u64,
-    merge: u64,
-    limit: u64,
-    side_limit: u64,
-) -> Result<(u64, u64, u64, u64)> {
-    check_size(width, height)?;
-    let nw = ((width / patch) as f64).max(1.0);
-    let nh = ((height / patch) as f64).max(1.0);
-    let s1 = (limit as f64 / (nw * nh)).sqrt();
-    let side = side_limit * patch;
-    let s2 = side as f64 / width as f64;
-    let s3 = side as f64 / height as f64;
-    let s = 1.0f64.min(s1).min(s2).min(s3);
-    let rw = ((width as f64 * s).trunc() as u64).max(1).min(side);
-    let rh = ((height as f64 * s).trunc() as u64).max(1).min(side);
-    let f = merge * patch;
-    Ok((rw, rh, rw + (f - rw % f) % f, rh + (f - rh % f) % f))
-}
-
-fn kimi_image(g: &KimiGeometry, width: u64, height: u64) -> Result<ImageLayout> {
-    let (rw, rh, pw, ph) =
-        navit_resize(width, height, g.patch_size, g.merge_kernel_size, g.in_patch_limit, g.patch_limit_on_one_side)?;
-    let f = g.patch_size * g.merge_kernel_size;
-    Ok(ImageLayout {
-        width,
-        height,
-        resized_width: rw,
-        resized_height: rh,
-        padded_width: pw,
-        padded_height: ph,
-        grid_thw: [1, ph / g.patch_size, pw / g.patch_size],
-        num_tokens: g.fixed_output_tokens.unwrap_or((ph / f) * (pw / f)),
-    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod families;
 pub mod fingerprint;
 pub mod floatfmt;
 pub mod header;

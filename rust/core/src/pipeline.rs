@@ -50,27 +50,12 @@ pub struct PixelValues<T> {
 
 impl Knobs {
     pub fn packing(&self, l: &ImageLayout) -> Packing {
-        match self.geometry {
-            Geometry::Qwen(g) => Packing::Qwen {
-                patch: g.patch_size as usize,
-                merge: g.merge_size as usize,
-                temporal: g.temporal_patch_size as usize,
-            },
-            Geometry::Kimi(g) => Packing::Kimi {
-                patch: g.patch_size as usize,
-                padded_width: l.padded_width as usize,
-                padded_height: l.padded_height as usize,
-            },
-        }
+        self.geometry.packing(l)
     }
 
-    /// Row length of the 2-D view: `3·T·p²` (Qwen) or `3·p²` (Kimi, whose rows are reshaped to
-    /// `(3, p, p)` by the caller).
+    /// Elements of one `pixel_values` row (`Family::row_shape`, flattened).
     pub fn row_len(&self) -> usize {
-        match self.geometry {
-            Geometry::Qwen(g) => (3 * g.temporal_patch_size * g.patch_size * g.patch_size) as usize,
-            Geometry::Kimi(g) => (3 * g.patch_size * g.patch_size) as usize,
-        }
+        self.geometry.row_shape().iter().product()
     }
 
     /// Processes `images` independently and concatenates them in order. `threads`: None = the

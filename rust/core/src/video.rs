@@ -1,9 +1,8 @@
 //! Video layout: frame sampling, temporal grouping, prompt text (layout.md §7).
 
 use crate::error::{layout, Result};
-use crate::layout::{
-    bounded_resize, check_ratio, check_size, navit_resize, rhe_pos, smart_resize, KimiGeometry, QwenGeometry,
-};
+use crate::families::kimi::navit_resize;
+use crate::layout::{bounded_resize, check_ratio, check_size, rhe_pos, smart_resize, KimiGeometry, QwenGeometry};
 
 pub const QWEN_VISION_START: &str = "<|vision_start|>";
 pub const QWEN_VISION_END: &str = "<|vision_end|>";

@@ -8,9 +8,9 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUnty
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use rawmm_core::families::KnobValues;
 use rawmm_core::layout::{
-    self as core_layout, AlphaPolicy, Backend, ExifPolicy, Geometry, KimiGeometry, Knobs, PixelKnobs, QwenGeometry,
-    Resample, ResizeCompat,
+    self as core_layout, AlphaPolicy, Backend, ExifPolicy, Geometry, Knobs, PixelKnobs, Resample, ResizeCompat,
 };
 use rawmm_core::pipeline::{Decoded, RowSource};
 use rawmm_core::video::{self, KimiVideoKnobs, QwenVideoKnobs, QwenVideoStyle};
@@ -131,15 +131,15 @@ impl LayoutCore {
 
 #[pymethods]
 impl LayoutCore {
+    /// `family` and its integer knobs (`Family::from_knobs`: the family decides which it reads)
+    /// with the pixel knobs every family shares.
     #[new]
-    #[pyo3(signature = (family, *, patch_size, image_mean, image_std, rescale_factor, resize_compat, exif_policy, alpha_policy,
-                        backend="pil", merge_size=None, temporal_patch_size=None, min_pixels=None, max_pixels=None,
-                        merge_kernel_size=None, in_patch_limit=None, patch_limit_on_one_side=None, fixed_output_tokens=None))]
+    #[pyo3(signature = (family, *, image_mean, image_std, rescale_factor, resize_compat, exif_policy, alpha_policy,
+                        backend="pil", **geometry))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         family: &str,
-        patch_size: i64,
         image_mean: [f64; 3],
         image_std: [f64; 3],
         rescale_factor: f64,
@@ -147,35 +147,13 @@ impl LayoutCore {
         exif_policy: &str,
         alpha_policy: &str,
         backend: &str,
-        merge_size: Option<i64>,
-        temporal_patch_size: Option<i64>,
-        min_pixels: Option<i64>,
-        max_pixels: Option<i64>,
-        merge_kernel_size: Option<i64>,
-        in_patch_limit: Option<i64>,
-        patch_limit_on_one_side: Option<i64>,
-        fixed_output_tokens: Option<i64>,
+        geometry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let need = |name: &str, v: Option<i64>| -> PyResult<u64> {
-            positive(py, name, v.ok_or_else(|| to_py(py, Error::Layout(format!("missing knob {name}"))))?)
-        };
-        let geometry = match family {
-            "qwen_vl" => Geometry::Qwen(QwenGeometry {
-                patch_size: positive(py, "patch_size", patch_size)?,
-                merge_size: need("merge_size", merge_size)?,
-                temporal_patch_size: need("temporal_patch_size", temporal_patch_size)?,
-                min_pixels: need("min_pixels", min_pixels)?,
-                max_pixels: need("max_pixels", max_pixels)?,
-            }),
-            "kimi_k25" => Geometry::Kimi(KimiGeometry {
-                patch_size: positive(py, "patch_size", patch_size)?,
-                merge_kernel_size: need("merge_kernel_size", merge_kernel_size)?,
-                in_patch_limit: need("in_patch_limit", in_patch_limit)?,
-                patch_limit_on_one_side: need("patch_limit_on_one_side", patch_limit_on_one_side)?,
-                fixed_output_tokens: fixed_output_tokens.map(|v| positive(py, "fixed_output_tokens", v)).transpose()?,
-            }),
-            other => return Err(to_py(py, Error::Layout(format!("unknown family {other:?}")))),
-        };
+        let mut knobs = Vec::new();
+        for (k, v) in geometry.into_iter().flat_map(|d| d.iter()) {
+            knobs.push((k.extract::<String>()?, v.extract::<Option<i64>>()?));
+        }
+        let geometry = Geometry::from_knobs(family, KnobValues::new(knobs)).py_err(py)?;
         let pixel = PixelKnobs {
             image_mean,
             image_std,
@@ -390,13 +368,8 @@ impl LayoutCore {
         check_threads(threads)?;
         let norm = self.norm(arithmetic)?;
         let knobs = self.knobs;
-        let (block, row_shape): (usize, Vec<usize>) = match knobs.geometry {
-            Geometry::Qwen(_) => (knobs.row_len() / 3, vec![knobs.row_len()]),
-            Geometry::Kimi(g) => {
-                let p = g.patch_size as usize;
-                (p * p, vec![3, p, p])
-            }
-        };
+        // Each row holds three channel planes of `block` values (Qwen: T·p², Kimi: p²).
+        let (block, row_shape) = (knobs.row_len() / 3, knobs.geometry.row_shape());
         let shape = values.shape().to_vec();
         if shape.len() != row_shape.len() + 1 || shape[1..] != row_shape[..] || !values.is_c_contiguous() {
             let msg = format!("values must be C-contiguous uint8 of shape [N, {row_shape:?}], got {shape:?}");
@@ -592,10 +565,7 @@ fn out_array<'a, 'py, T: numpy::Element>(
         .map_err(|_| Error::Layout(format!("out must be a numpy array of {}", std::any::type_name::<T>())))
         .py_err(py)?;
     let rows = len / knobs.row_len();
-    let want: Vec<usize> = match knobs.geometry {
-        Geometry::Qwen(_) => vec![rows, knobs.row_len()],
-        Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
-    };
+    let want = [vec![rows], knobs.geometry.row_shape()].concat();
     if array.shape() != want.as_slice() {
         return Err(Error::Layout(format!("out has shape {:?}, the batch needs {want:?}", array.shape()))).py_err(py);
     }
@@ -624,11 +594,7 @@ fn write_into<T: rawmm_core::pack::Element + numpy::Element>(
 fn shaped<'py>(knobs: &Knobs, values: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let row_len = knobs.row_len();
     let rows = values.len()? / row_len;
-    let shape: Vec<usize> = match knobs.geometry {
-        Geometry::Qwen(_) => vec![rows, row_len],
-        Geometry::Kimi(g) => vec![rows, 3, g.patch_size as usize, g.patch_size as usize],
-    };
-    values.call_method1("reshape", (shape,))
+    values.call_method1("reshape", ([vec![rows], knobs.geometry.row_shape()].concat(),))
 }
 
 fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDict>> {
