@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._presets import BACKENDS, MODEL_TYPES, PRESETS, RESCALE
+from ._presets import BACKENDS, RESCALE
 from .errors import LayoutError
 
 # Keys that cannot change layout or pixels.
@@ -24,7 +24,6 @@ _SWITCHES: dict[str, tuple[object, ...]] = {
     # Qwen and Kimi compute their own sizes, so this switch never changes their output.
     "default_to_square": (True, False),
 }
-_QWEN_DIRECT = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -59,30 +58,27 @@ def read_config(
         else:
             folder = path.parent
             cfg = _load_json(path)
+    # The family modules use this module's helpers, so the registry is imported here.
+    from .families import FAMILIES, PRESETS
+
     if model is None:
         model = _model_from_folder(folder)
     if model not in PRESETS:
         raise LayoutError(f"unknown model {model!r}; expected one of {sorted(PRESETS)}")
-    family, preset, preset_video = PRESETS[model]
+    name, preset, preset_video = PRESETS[model]
     # transformers 5.24 itself cannot load a config with a "backend" key (it is a read-only
     # property); rawmm reads it as the explicit choice it states.
     in_config = cfg.pop("backend", None)
     chosen = backend if backend is not None else in_config
     if chosen is not None and chosen not in BACKENDS:
         raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {chosen!r}")
-    if family == "kimi_k25":
-        if chosen not in (None, "pil"):
-            raise LayoutError("kimi_k25 has no torchvision backend: it follows Moonshot's processor (Pillow)")
-        knobs, video = _kimi(cfg, preset, preset_video)
-    else:
-        knobs = _qwen(cfg, preset)
-        if chosen is not None:
-            knobs["backend"] = chosen
-        video = dict(preset_video) if video_cfg is None else _qwen_video(video_cfg, preset_video)
+    knobs, video = FAMILIES[name].read_config(cfg, preset, preset_video, video_cfg, chosen)
     return model, knobs, video
 
 
 def _model_from_folder(folder: Path | None) -> str:
+    from .families import MODEL_TYPES
+
     if folder is None:
         raise LayoutError("model=None needs a folder with a config.json naming the model_type")
     path = folder / "config.json"
@@ -94,7 +90,7 @@ def _model_from_folder(folder: Path | None) -> str:
     return MODEL_TYPES[model_type]
 
 
-def _check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:
+def check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:
     """Every key not read must be ignorable; anything that could change the output raises."""
     for key, value in cfg.items():
         if key in handled or key in _IGNORED or value is None:
@@ -106,8 +102,9 @@ def _check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:
         raise LayoutError(f"{where}: unsupported key {key!r}={value!r}")
 
 
-def _fold_size(cfg: Mapping[str, Any], default: tuple[int, int], where: str) -> tuple[int, int]:
-    """transformers folds top-level min/max_pixels into `size` and the top-level keys win."""
+def fold_size(cfg: Mapping[str, Any], default: tuple[int, int], where: str) -> tuple[int, int]:
+    """transformers folds top-level min/max_pixels into `size` and the top-level keys win
+    (`smart_resize` families: Qwen's `{shortest_edge, longest_edge}`)."""
     size_cfg = cfg.get("size")
     if size_cfg is None:
         size: dict[str, Any] = {"shortest_edge": default[0], "longest_edge": default[1]}
@@ -135,21 +132,7 @@ def _fold_size(cfg: Mapping[str, Any], default: tuple[int, int], where: str) -> 
     return lo, hi
 
 
-def _qwen(cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:
-    where = "preprocessor_config"
-    knobs = dict(preset)
-    knobs["min_pixels"], knobs["max_pixels"] = _fold_size(
-        cfg, (preset["min_pixels"], preset["max_pixels"]), where
-    )
-    for key in _QWEN_DIRECT:
-        if cfg.get(key) is not None:
-            knobs[key] = cfg[key]
-    _common_pixel_keys(cfg, knobs, where)
-    _check_rest(cfg, {"size", "min_pixels", "max_pixels", *_QWEN_DIRECT, "rescale_factor", "resample"}, where)
-    return knobs
-
-
-def _common_pixel_keys(cfg: Mapping[str, Any], knobs: dict[str, Any], where: str) -> None:
+def common_pixel_keys(cfg: Mapping[str, Any], knobs: dict[str, Any], where: str) -> None:
     if cfg.get("rescale_factor") is not None:
         if cfg["rescale_factor"] != RESCALE:
             raise LayoutError(f"{where}: rescale_factor must be 1/255, got {cfg['rescale_factor']!r}")
@@ -157,112 +140,3 @@ def _common_pixel_keys(cfg: Mapping[str, Any], knobs: dict[str, Any], where: str
     resample = cfg.get("resample")
     if resample is not None and (resample != 3 or isinstance(resample, bool)):
         raise LayoutError(f"{where}: resample must be 3 (BICUBIC), got {resample!r}")
-
-
-_QWEN_VIDEO_READ = ("do_sample_frames", "fps", "min_frames", "max_frames", "cap_pixels_per_frame")
-# Video configs repeat image keys and name their sampler; these cannot change the video layout.
-_VIDEO_IGNORED = {
-    "image_mean",
-    "image_std",
-    "patch_size",
-    "temporal_patch_size",
-    "merge_size",
-    "rescale_factor",
-    "resample",
-    "num_frames",
-    "return_metadata",
-    "video_metadata",
-    "max_video_tokens",
-    "device",
-    "input_data_format",
-    "return_tensors",
-    "do_pad",
-    # transformers' video processors run torchvision only; the image layout holds the backend.
-    "backend",
-}
-
-
-def _qwen_video(cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:
-    where = "video config"
-    video = dict(preset)
-    video["min_pixels"], video["max_pixels"] = _fold_size(
-        cfg, (preset["min_pixels"], preset["max_pixels"]), where
-    )
-    for key in _QWEN_VIDEO_READ:
-        if key in cfg and (key in preset) and (cfg[key] is not None or key == "fps"):
-            video[key] = cfg[key]
-    handled = {"size", "min_pixels", "max_pixels", *_QWEN_VIDEO_READ, *_VIDEO_IGNORED}
-    _check_rest(cfg, handled, where)
-    return video
-
-
-_KIMI_IMAGE = ("patch_size", "in_patch_limit", "patch_limit_on_one_side", "fixed_output_tokens")
-_KIMI_VIDEO = (
-    "in_patch_limit_each_frame",
-    "in_patch_limit_video",
-    "sample_fps",
-    "max_num_frames_each_video",
-    "temporal_merge_kernel_size",
-    "timestamp_mode",
-)
-
-
-def _kimi(
-    cfg: Mapping[str, Any], preset: Mapping[str, Any], preset_video: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    knobs, video = dict(preset), dict(preset_video)
-    mpc = cfg.get("media_proc_cfg")
-    if mpc is not None:
-        if not isinstance(mpc, Mapping):
-            raise LayoutError("media_proc_cfg must be an object")
-        where = "media_proc_cfg"
-        for key, value in mpc.items():
-            if key in _KIMI_IMAGE or key in ("image_mean", "image_std", "merge_kernel_size"):
-                if value is not None or key == "fixed_output_tokens":
-                    knobs[key] = value
-            elif key in _KIMI_VIDEO:
-                video[key] = value
-            elif value is not None:
-                raise LayoutError(f"{where}: unsupported key {key!r}={value!r}")
-    # The transformers 5.24 port's converted form.
-    where = "preprocessor_config"
-    size = cfg.get("size")
-    if size is not None:
-        if not isinstance(size, Mapping) or set(size) != {"max_height", "max_width"}:
-            raise LayoutError(f"{where}: kimi size must be {{max_height, max_width}}, got {size!r}")
-        if size["max_height"] != size["max_width"]:
-            raise LayoutError(f"{where}: size max_height and max_width must be equal, got {size!r}")
-        _agree(knobs, "patch_limit_on_one_side", size["max_height"], mpc, where)
-    if cfg.get("max_patches") is not None:
-        _agree(knobs, "in_patch_limit", cfg["max_patches"], mpc, where)
-    if cfg.get("merge_size") is not None:
-        _agree(knobs, "merge_kernel_size", cfg["merge_size"], mpc, where)
-    for key in ("patch_size", "image_mean", "image_std"):
-        if cfg.get(key) is not None:
-            _agree(knobs, key, cfg[key], mpc, where)
-    _common_pixel_keys(cfg, knobs, where)
-    handled = {
-        "media_proc_cfg",
-        "size",
-        "max_patches",
-        "merge_size",
-        "patch_size",
-        "image_mean",
-        "image_std",
-        "rescale_factor",
-        "resample",
-    }
-    _check_rest(cfg, handled, where)
-    return knobs, video
-
-
-def _agree(knobs: dict[str, Any], key: str, value: Any, mpc: Mapping[str, Any] | None, where: str) -> None:
-    """A converted-form key must agree with media_proc_cfg when both are present."""
-    theirs = None if mpc is None else mpc.get(key)
-
-    def norm(v: Any) -> Any:
-        return v[0] if isinstance(v, list | tuple) and len(v) == 2 and v[0] == v[1] else v
-
-    if theirs is not None and norm(theirs) != norm(value):
-        raise LayoutError(f"{where}: {key}={value!r} contradicts media_proc_cfg {theirs!r}")
-    knobs[key] = value

@@ -23,6 +23,7 @@ from .errors import (
     RefFormatError,
     show,
 )
+from .families import family
 from .hashing import fingerprint_bytes, verify
 from .layout import ImageLayout, Layout
 from .pixels import Probe, decode_rgb, encoded_pixel_values, output_shape, probe
@@ -133,27 +134,38 @@ def run_id_for_refs(explicit: str | None, store_run_id: str | None) -> str:
 
 
 class Adapter:
-    """Shared behaviour of the family adapters."""
+    """Describe, ref and materialize for any family: what differs between families comes from
+    its `Family` (`rawmm.families`). `Adapter(layout)` serves the layout's family; the named
+    subclasses accept only theirs."""
 
     family: str
-    feature_modality: str
-    vllm_modality: str | None
 
     def __init__(self, layout: Layout) -> None:
-        if layout.family != self.family:
-            raise LayoutError(f"{type(self).__name__} needs a {self.family} layout, got {layout.family}")
+        expected = getattr(type(self), "family", None)
+        if expected is not None and layout.family != expected:
+            raise LayoutError(f"{type(self).__name__} needs a {expected} layout, got {layout.family}")
+        self.family = layout.family
         self.layout = layout
+        self._family = family(layout.family)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.layout!r})"
 
     # -- family specifics ------------------------------------------------------------------
 
+    @property
+    def feature_modality(self) -> str:
+        return self._family.feature_modality
+
+    @property
+    def vllm_modality(self) -> str | None:
+        return self._family.vllm_modality
+
     def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
-        raise NotImplementedError
+        return self._family.payload(image_layout)
 
     def placeholder_length(self, grid: tuple[int, int, int]) -> int:
-        raise NotImplementedError
+        return self._family.placeholder_length(self.layout, grid)
 
     # -- describe ----------------------------------------------------------------------------
 
@@ -326,7 +338,7 @@ class Adapter:
 
     @property
     def grid_key(self) -> str:
-        return "grid_thws" if self.family == "kimi_k25" else "image_grid_thw"
+        return self._family.grid_key
 
     def fetch(self, src: RawMMRef | RawMMItem, mm_hash: str | None, store: AssetStore) -> bytes:
         """Inline data, else the store by asset id, else the URI under the allowed roots."""
@@ -396,31 +408,18 @@ class Adapter:
 
 class QwenVLAdapter(Adapter):
     family = "qwen_vl"
-    feature_modality = "image"
-    vllm_modality = None
-
-    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
-        return {"image_grid_thw": [list(image_layout.grid_thw)]}
-
-    def placeholder_length(self, grid: tuple[int, int, int]) -> int:
-        m: int = self.layout.knobs["merge_size"]
-        return grid[0] * grid[1] * grid[2] // (m * m)
 
 
 class KimiK25Adapter(Adapter):
     family = "kimi_k25"
-    feature_modality = "vision_chunk"
-    vllm_modality = "vision_chunk"
 
-    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
-        return {"grid_thws": [list(image_layout.grid_thw)], "num_media_tokens": image_layout.num_tokens}
 
-    def placeholder_length(self, grid: tuple[int, int, int]) -> int:
-        return 1  # one <|media_pad|> before expansion; vLLM expands it
+_NAMED: dict[str, type[Adapter]] = {a.family: a for a in (QwenVLAdapter, KimiK25Adapter)}
 
 
 def adapter_for(layout: Layout) -> Adapter:
-    return KimiK25Adapter(layout) if layout.family == "kimi_k25" else QwenVLAdapter(layout)
+    """The layout's adapter: its family's named class (api.md) where there is one."""
+    return _NAMED.get(layout.family, Adapter)(layout)
 
 
 def _as_mm_dict(mm: Any) -> dict[str, dict[str, list[Any]]]:

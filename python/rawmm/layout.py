@@ -11,24 +11,16 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
 from ._config import read_config
-from ._presets import (
-    BACKENDS,
-    FLOAT3_KNOBS,
-    INT_KNOBS,
-    KIMI_IDS,
-    LEGACY_BACKEND,
-    PRESETS,
-    TOKEN_IDS,
-    VIDEO_STYLE,
-)
+from ._presets import BACKENDS, FLOAT3_KNOBS, INT_KNOBS, LEGACY_BACKEND
 from .errors import LayoutError
+from .families import PRESETS, Family, Tokenizer, family
 from .pixels import PixelValues, _check_options, pixel_values, to_array
 
 if TYPE_CHECKING:
@@ -37,10 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["ImageLayout", "Layout", "VideoLayout"]
 
 ImageLayout = _core.ImageLayout
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
 
 
 def _is_int(v: object) -> bool:
@@ -56,18 +44,16 @@ def _as_float(key: str, v: object) -> float:
     return f
 
 
-def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """Types per hashing.md §5.2: ints stay ints (no bools or floats), floats are floats."""
-    expected = set(PRESETS["kimi_k25" if family == "kimi_k25" else "qwen3_vl"][1])
-    if family == "kimi_k25" and "backend" in knobs:
-        raise LayoutError(
-            "kimi_k25 has no backend knob: its reference is Moonshot's processor, which uses Pillow"
-        )
-    if family != "kimi_k25" and "backend" not in knobs:
+    expected = set(next(iter(fam.presets.values()))[0])
+    if not fam.has_backend and "backend" in knobs:
+        raise LayoutError(f"{fam.name} has no backend knob: {fam.no_backend_reason}")
+    if fam.has_backend and "backend" not in knobs:
         knobs = {**knobs, "backend": LEGACY_BACKEND}
     missing, unknown = expected - set(knobs), set(knobs) - expected
     if missing or unknown:
-        raise LayoutError(f"{family} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        raise LayoutError(f"{fam.name} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
     out: dict[str, Any] = {}
     for key, v in knobs.items():
         if key == "merge_kernel_size" and isinstance(v, list | tuple):
@@ -99,6 +85,7 @@ def _check_knobs(family: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if key == "backend" and v not in BACKENDS:
                 raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {v!r}")
             out[key] = v
+    fam.check_knobs(out)
     return out
 
 
@@ -125,13 +112,7 @@ def _check_video(model: str, video: Mapping[str, Any]) -> dict[str, Any]:
                 raise LayoutError(f"video {key} must be an int, got None")
         elif isinstance(d, str) and not isinstance(v, str):
             raise LayoutError(f"video {key} must be a string, got {v!r}")
-    if model == "kimi_k25":
-        if out["in_patch_limit_video"] is not None or out["max_num_frames_each_video"] is not None:
-            raise LayoutError("in_patch_limit_video and max_num_frames_each_video are not supported in v1")
-        if out["timestamp_mode"] != "hh:mm:ss.fff":
-            raise LayoutError(f"timestamp_mode must be 'hh:mm:ss.fff', got {out['timestamp_mode']!r}")
-    elif "video_wrapper" in out and out["video_wrapper"] not in ("triple", "keep_outer"):
-        raise LayoutError(f"video_wrapper must be 'triple' or 'keep_outer', got {out['video_wrapper']!r}")
+    family(PRESETS[model][0]).check_video(out)
     return out
 
 
@@ -152,9 +133,10 @@ class VideoLayout:
 class Layout:
     """An exact image (and video) layout for one model family; immutable."""
 
-    __slots__ = ("_core", "_knobs", "_model", "_video")
+    __slots__ = ("_core", "_family", "_knobs", "_model", "_video")
 
     _core: _core.LayoutCore
+    _family: Family
     _knobs: dict[str, Any]
     _model: str
     _video: dict[str, Any]
@@ -162,9 +144,10 @@ class Layout:
     def __init__(self, model: str, *, video: Mapping[str, Any] | None = None, **knobs: Any) -> None:
         if model not in PRESETS:
             raise LayoutError(f"unknown model {model!r}; expected one of {sorted(PRESETS)}")
-        family = PRESETS[model][0]
-        checked = _check_knobs(family, knobs)
-        core = _core.LayoutCore(family, **{k: v for k, v in checked.items() if k != "resample"})
+        fam = family(PRESETS[model][0])
+        checked = _check_knobs(fam, knobs)
+        core = _core.LayoutCore(fam.name, **{k: v for k, v in checked.items() if k != "resample"})
+        object.__setattr__(self, "_family", fam)
         object.__setattr__(self, "_model", model)
         object.__setattr__(self, "_knobs", checked)
         object.__setattr__(self, "_video", _check_video(model, video or {}))
@@ -251,24 +234,8 @@ class Layout:
     def max_image_rows(self) -> int:
         """An upper bound of `t*h*w` over every image grid this layout gives, so a claimed grid
         can be refused before anything is allocated for it (the exact check, the grid of the
-        decoded image, comes later). Bounds, with f the resize factor:
-        - Qwen: rescaling down keeps h̄·w̄ ≤ max_pixels except where a side is clamped up to f
-          (at most f·√(200·max_pixels) more, the aspect ratio being ≤ 200); rescaling up ceils
-          each side, adding at most f·(h·β + w·β) + f² to min_pixels.
-        - Kimi: a side never exceeds the side limit padded to f; floor(w/p) > w/(2p) keeps the
-          unpadded area within 4·in_patch_limit patches, and padding (or a side clamped up to
-          one pixel) adds at most f to each side."""
-        k = self._knobs
-        p: int = k["patch_size"]
-        if self.family == "kimi_k25":
-            m = k["merge_kernel_size"]
-            side: int = -(-k["patch_limit_on_one_side"] // m) * m  # in patches, padded to the merge
-            area: int = 4 * k["in_patch_limit"] + 2 * m * side + m * m
-            return min(side * side, area)
-        f = p * k["merge_size"]
-        a: int = max(k["max_pixels"], k["min_pixels"])
-        area = a + 2 * f * (math.isqrt(200 * a) + 1) + f * f
-        return area // (p * p)
+        decoded image, comes later); each family derives its own (`Family.max_image_rows`)."""
+        return self._family.max_image_rows(self._knobs)
 
     def images(self, sizes: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Vectorised `image` for an int array [N, 2] of (width, height) → int64 [N, 6]."""
@@ -284,33 +251,7 @@ class Layout:
     def video(self, num_frames: int, width: int, height: int, *, fps: float | None = None) -> VideoLayout:
         """Video layout; `fps` is the source frame rate (None → 24)."""
         src_fps = 24.0 if fps is None else _as_float("fps", fps)
-        v = self._video
-        if self.family == "kimi_k25":
-            d = self._core.kimi_video(
-                num_frames,
-                width,
-                height,
-                src_fps,
-                in_patch_limit_each_frame=v["in_patch_limit_each_frame"],
-                sample_fps=v["sample_fps"],
-                temporal_merge_kernel_size=v["temporal_merge_kernel_size"],
-            )
-        else:
-            d = self._core.qwen_video(
-                num_frames,
-                width,
-                height,
-                src_fps,
-                style=VIDEO_STYLE[self._model],
-                min_pixels=v["min_pixels"],
-                max_pixels=v["max_pixels"],
-                do_sample_frames=v["do_sample_frames"],
-                sample_fps=v["fps"],
-                min_frames=v["min_frames"],
-                max_frames=v["max_frames"],
-                cap_pixels_per_frame=v.get("cap_pixels_per_frame", False),
-                replace_triple=v.get("video_wrapper", "triple") == "triple",
-            )
+        d = self._family.video(self._core, self._model, self._video, num_frames, width, height, src_fps)
         return VideoLayout(
             frame_indices=d["frame_indices"],
             resized_width=d["resized_width"],
@@ -326,33 +267,23 @@ class Layout:
 
     def placeholder_text(self, image_layout: ImageLayout, *, expanded: bool = True) -> str:
         """The whole wrapped placeholder of one image (layout.md §5)."""
-        n = image_layout.num_tokens if expanded else 1
-        if self.family == "kimi_k25":
-            return f"<|media_begin|>image<|media_content|>{'<|media_pad|>' * n}<|media_end|>"
-        return f"<|vision_start|>{'<|image_pad|>' * n}<|vision_end|>"
+        return self._family.placeholder_text(self._model, image_layout.num_tokens if expanded else 1)
 
     def placeholder_token_ids(
         self, image_layout: ImageLayout, *, expanded: bool = True, tokenizer: Tokenizer | None = None
     ) -> list[int]:
         """Token ids of `placeholder_text`. Kimi needs `tokenizer` for the plain word "image"."""
         n = image_layout.num_tokens if expanded else 1
-        if self.family == "kimi_k25":
-            if tokenizer is None:
-                raise LayoutError("kimi_k25 placeholder ids need a tokenizer to encode the word 'image'")
-            word = list(tokenizer.encode("image", add_special_tokens=False))
-            k = KIMI_IDS
-            return [k["begin"], *word, k["content"], *([k["pad"]] * n), k["end"]]
-        start, pad, end, _ = TOKEN_IDS[self._model]
-        return [start, *([pad] * n), end]
+        return self._family.placeholder_token_ids(self._model, n, tokenizer)
 
     @property
     def image_pad_token_id(self) -> int:
         """The id whose run the renderer expands to `num_tokens` (Kimi: `<|media_pad|>`)."""
-        return KIMI_IDS["pad"] if self.family == "kimi_k25" else TOKEN_IDS[self._model][1]
+        return self._family.image_pad_token_id(self._model)
 
     def placeholder_length(self, image_layout: ImageLayout) -> int:
         """`mm_placeholders` length (layout.md §5): `num_tokens` for Qwen, 1 for Kimi."""
-        return 1 if self.family == "kimi_k25" else image_layout.num_tokens
+        return self._family.placeholder_length(self, image_layout.grid_thw)
 
     # -- pixels ---------------------------------------------------------------------------
 
@@ -395,19 +326,15 @@ class Layout:
             raise LayoutError(f"values must be uint8, got {values.dtype}")
         lut = torch.from_numpy(self._core.normalize_table(arithmetic)).to(values.device)
         res = torch.empty(values.shape, dtype=torch.float32, device=values.device) if out is None else out
-        p = self._knobs["patch_size"]
-        shape = tuple(values.shape)
-        if self.family == "kimi_k25":  # rows of (3, p, p) patches
-            if len(shape) != 4 or shape[1:] != (3, p, p) or tuple(res.shape) != shape:
-                raise LayoutError(f"Kimi values and out have shape [N, 3, {p}, {p}], got {shape}")
-            for c in range(3):
-                res[:, c] = lut[c][values[:, c].long()]
-            return res
-        block = self._knobs["temporal_patch_size"] * p * p  # rows of channel-major blocks
-        if len(shape) != 2 or shape[1] != 3 * block or tuple(res.shape) != shape:
-            raise LayoutError(f"Qwen values and out have shape [N, {3 * block}], got {shape}")
+        # Every family's rows hold three channel planes, one after the other.
+        row, shape = tuple(self._core.row_shape), tuple(values.shape)
+        if shape[1:] != row or tuple(res.shape) != shape or not res.is_contiguous():
+            raise LayoutError(
+                f"values and a contiguous out have shape [N, {', '.join(map(str, row))}], got {shape}"
+            )
+        planes, out_planes = values.reshape(shape[0], 3, -1), res.view(shape[0], 3, -1)
         for c in range(3):
-            res[:, c * block : (c + 1) * block] = lut[c][values[:, c * block : (c + 1) * block].long()]
+            out_planes[:, c] = lut[c][planes[:, c].long()]
         return res
 
     def video_pixel_values(

@@ -634,11 +634,8 @@ def _pooled(layout: Layout, sizes: list[tuple[int, int]], dtype: str) -> np.ndar
 
 
 def output_shape(layout: Layout, rows: int) -> tuple[int, ...]:
-    """`pixel_values`' shape for `rows` patch rows (Kimi: (rows, 3, p, p))."""
-    p = layout.knobs["patch_size"]
-    if layout.family == "kimi_k25":
-        return (rows, 3, p, p)
-    return (rows, 3 * layout.knobs["temporal_patch_size"] * p * p)
+    """`pixel_values`' shape for `rows` patch rows (Qwen: (rows, 3·T·p²); Kimi: (rows, 3, p, p))."""
+    return (rows, *layout._core.row_shape)
 
 
 def resize_bicubic(

@@ -15,6 +15,7 @@ from typing import Any
 from ._ingress import decode_data_url
 from ._uris import uri_basename
 from .errors import LayoutError, LimitExceededError, RefFormatError, show
+from .families import FAMILIES
 
 __all__ = [
     "RawMMItem",
@@ -576,23 +577,10 @@ def payload_grid(
     family: str, payload: Mapping[str, Any], vllm_modality: str | None = None
 ) -> tuple[int, int, int]:
     """The family's payload keys and shapes (refs.md §4.2); returns the image grid."""
-    if family == "qwen_vl":
-        if set(payload) != {"image_grid_thw"}:
-            raise LayoutError(f"qwen_vl payload keys must be ['image_grid_thw'], got {sorted(payload)}")
-        grid = payload["image_grid_thw"]
-    elif family == "kimi_k25":
-        if not {"grid_thws"} <= set(payload) <= {"grid_thws", "num_media_tokens"}:
-            raise LayoutError(
-                f"kimi_k25 payload keys must be grid_thws [, num_media_tokens], got {sorted(payload)}"
-            )
-        if vllm_modality is not None and vllm_modality != "vision_chunk":
-            raise LayoutError("kimi_k25 items travel under vllm_modality 'vision_chunk'")
-        n = payload.get("num_media_tokens")
-        if n is not None and (type(n) is not int or n < 1):
-            raise LayoutError(f"num_media_tokens must be a positive int, got {show(n)}")
-        grid = payload["grid_thws"]
-    else:
+    fam = FAMILIES.get(family) if isinstance(family, str) else None
+    if fam is None:
         raise LayoutError(f"unknown family {show(family)}")
+    grid = fam.payload_grid(payload, vllm_modality)
     if (
         not isinstance(grid, list | tuple)
         or len(grid) != 1

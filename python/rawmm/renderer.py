@@ -20,7 +20,8 @@ import numpy as np
 
 from .adapters import Adapter, Descriptor, _image_parts, _part_source
 from .errors import LayoutError, RefFormatError
-from .layout import Layout, Tokenizer
+from .families import Tokenizer, family
+from .layout import Layout
 from .pixels import oriented_size
 from .store import AssetStore
 
@@ -84,7 +85,7 @@ class _GridImageProcessor:
         grids = [list(self._layout_of(im).grid_thw) for im in images]
         # No pixels: the descriptor route never ships them. Kimi's processor names its grid key
         # `grid_thws` (layout.md §5).
-        key = "grid_thws" if self.layout.family == "kimi_k25" else "image_grid_thw"
+        key = family(self.layout.family).grid_key
         return {"pixel_values": np.zeros((0, 0), np.float32), key: np.array(grids, dtype=np.int64)}
 
     # Kimi K2.5's interface (what renderers' KimiK25Renderer calls): media dicts in.

@@ -21,7 +21,6 @@ from vllm.multimodal.media.base import MediaWithBytes
 from vllm.multimodal.media.connector import global_thread_pool
 from vllm.multimodal.media.image import ImageMediaIO
 
-from .._presets import MODEL_TYPES
 from ..adapters import Adapter, adapter_for
 from ..errors import (
     AssetNotFoundError,
@@ -31,6 +30,7 @@ from ..errors import (
     RawmmError,
     UnsafePathError,
 )
+from ..families import MODEL_TYPES
 from ..layout import Layout
 from ..store import AssetStore
 

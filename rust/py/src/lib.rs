@@ -171,6 +171,12 @@ impl LayoutCore {
         self.knobs.family()
     }
 
+    /// Shape of one `pixel_values` row (Qwen: `[3·T·p²]`, Kimi: `[3, p, p]`).
+    #[getter]
+    fn row_shape(&self) -> Vec<usize> {
+        self.knobs.geometry.row_shape()
+    }
+
     #[getter]
     fn fingerprint(&self) -> String {
         self.knobs.fingerprint()
