@@ -62,7 +62,7 @@ def read_config(
     from .families import FAMILIES, PRESETS
 
     if model is None:
-        model = _model_from_folder(folder)
+        model = _model_of(cfg, folder)
     if model not in PRESETS:
         raise LayoutError(f"unknown model {model!r}; expected one of {sorted(PRESETS)}")
     name, preset, preset_video = PRESETS[model]
@@ -76,18 +76,26 @@ def read_config(
     return model, knobs, video
 
 
-def _model_from_folder(folder: Path | None) -> str:
-    from .families import MODEL_TYPES
+def _model_of(cfg: Mapping[str, Any], folder: Path | None) -> str:
+    """The preset of a config read without `model`: the folder's config.json `model_type`,
+    else the preset its `image_processor_type` names (for a class that names one)."""
+    from .families import MODEL_TYPES, PROCESSOR_TYPES
 
-    if folder is None:
-        raise LayoutError("model=None needs a folder with a config.json naming the model_type")
-    path = folder / "config.json"
-    if not path.is_file():
-        raise LayoutError(f"model=None but there is no {path} to read model_type from")
-    model_type = _load_json(path).get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise LayoutError(f"config.json model_type {model_type!r} is not a supported model")
-    return MODEL_TYPES[model_type]
+    path = None if folder is None else folder / "config.json"
+    if path is not None and path.is_file():
+        model_type = _load_json(path).get("model_type")
+        if model_type not in MODEL_TYPES:
+            raise LayoutError(f"config.json model_type {model_type!r} is not a supported model")
+        return MODEL_TYPES[model_type]
+    processor = cfg.get("image_processor_type")
+    if isinstance(processor, str) and processor in PROCESSOR_TYPES:
+        return PROCESSOR_TYPES[processor]
+    if path is None:
+        raise LayoutError(
+            "model=None needs a folder with a config.json naming the model_type, or an "
+            "image_processor_type naming one model"
+        )
+    raise LayoutError(f"model=None but there is no {path} to read model_type from")
 
 
 def check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:

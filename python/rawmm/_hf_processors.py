@@ -35,6 +35,7 @@ _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 
 @functools.lru_cache(maxsize=64)
 def _layout(
+    model: str,
     backend: str,
     patch: int,
     merge: int,
@@ -46,7 +47,7 @@ def _layout(
 ) -> Layout:
     # EXIF and alpha policies never act here: transformers has already decoded and converted.
     return Layout.preset(
-        "qwen2_5_vl",
+        model,
         backend=backend,
         patch_size=patch,
         merge_size=merge,
@@ -72,8 +73,9 @@ def _is_bicubic(resample: Any) -> bool:
     return value in (_BICUBIC, "bicubic") and not isinstance(value, bool)
 
 
-def fast_layout(backend: str, kw: dict[str, Any]) -> tuple[Layout, str] | None:
-    """The rawmm layout and output dtype for one `_preprocess` call's options, or None when
+def fast_layout(backend: str, kw: dict[str, Any], model: str = "qwen2_5_vl") -> tuple[Layout, str] | None:
+    """The rawmm layout (of `model`'s family) and output dtype for one `_preprocess` call's
+    options, or None when
     rawmm does not reproduce them (transformers' own code runs then). Rescale and normalise both
     on: float32; both off (the torchvision backend, as vLLM calls it with
     `mm_device_do_normalize`): the uint8 patches."""
@@ -96,7 +98,7 @@ def fast_layout(backend: str, kw: dict[str, Any]) -> tuple[Layout, str] | None:
     ):
         return None
     try:
-        return _layout(backend, *ints, lo, hi, mean, std), dtype
+        return _layout(model, backend, *ints, lo, hi, mean, std), dtype
     except RawmmError:
         return None
 
@@ -117,8 +119,10 @@ def _is_rgb_pil(image: Any) -> bool:
     return isinstance(image, Image.Image) and image.mode == "RGB"
 
 
-def _rawmm_preprocess(backend: str, images: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
-    fast = fast_layout(backend, kw)
+def _rawmm_preprocess(
+    backend: str, images: list[Any], kw: dict[str, Any], model: str = "qwen2_5_vl"
+) -> dict[str, Any] | None:
+    fast = fast_layout(backend, kw, model)
     if fast is None:
         return None
     layout, dtype = fast
@@ -177,6 +181,13 @@ def _torchvision_class() -> type:
 
 
 _VIDEO = ("Qwen2VLVideoProcessor", "Qwen3VLVideoProcessor")
+#: GLM-V's image processors: name → (transformers module, rawmm preset, backend).
+GLM_CLASSES = {
+    "Glm4vImageProcessor": ("glm4v.image_processing_glm4v", "glm4v", "torchvision"),
+    "Glm4vImageProcessorPil": ("glm4v.image_processing_pil_glm4v", "glm4v", "pil"),
+    "Glm46VImageProcessor": ("glm46v.image_processing_glm46v", "glm46v", "torchvision"),
+    "Glm46VImageProcessorPil": ("glm46v.image_processing_pil_glm46v", "glm46v", "pil"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -184,17 +195,57 @@ def __getattr__(name: str) -> Any:
         return _torchvision_class()
     if name in _VIDEO:
         return _video_class(name)
+    if name in GLM_CLASSES:
+        return _glm_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _glm_class(name: str) -> type:
+    """rawmm's subclass of a transformers GLM-V image processor: `_preprocess` (transformers'
+    step after validation and conversion) runs rawmm's core whenever it reproduces the call,
+    transformers' own code otherwise, as for Qwen."""
+    import importlib
+
+    path, model, backend = GLM_CLASSES[name]
+    module = importlib.import_module(f"transformers.models.{path}")
+    parent = getattr(module, name)
+    kwargs_name = name.removesuffix("Pil") + "Kwargs"
+    if hasattr(module, kwargs_name):  # exposed by name, like transformers' backend modules
+        globals()[kwargs_name] = getattr(module, kwargs_name)
+
+    def _preprocess(self: Any, images: list[Any], **kwargs: Any) -> BatchFeature:
+        data = _rawmm_preprocess(backend, images, kwargs, model)
+        if data is None:
+            return cast(BatchFeature, parent._preprocess(self, images, **kwargs))
+        if backend == "torchvision":  # transformers returns torch tensors here
+            import torch
+
+            data = {k: torch.from_numpy(v) for k, v in data.items()}
+        return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    return type(
+        name,
+        (parent,),
+        {
+            "__module__": __name__,
+            "__qualname__": name,  # pickled by name
+            "__doc__": f"transformers' `{name}`, its pixels computed by rawmm.",
+            "_preprocess": _preprocess,
+        },
+    )
 
 
 #: Model types whose image processor is `Qwen2VLImageProcessor` / `...Pil` in transformers 5.24.
 QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
+#: GLM-V model types and their image processors' class prefix (GLM-4.5V is glm4v_moe).
+GLM_MODEL_TYPES = {"glm4v": "Glm4v", "glm4v_moe": "Glm4v", "glm46v": "Glm46V"}
 
 
 def register() -> None:
     """Makes `AutoImageProcessor` and `AutoVideoProcessor` (and so `AutoProcessor`, vLLM,
     prime-rl, renderers) return rawmm's classes for the Qwen model types, for both image
-    backends. Idempotent."""
+    backends, and `AutoImageProcessor` rawmm's GLM-V image processors. Idempotent."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
 
@@ -211,6 +262,12 @@ def register() -> None:
                 "Qwen3VLVideoProcessor" if model_type.startswith("qwen3") else "Qwen2VLVideoProcessor"
             )
             AutoVideoProcessor.register(config_class, video, exist_ok=True)
+    for model_type, prefix in GLM_MODEL_TYPES.items():
+        glm = {"pil": _glm_class(prefix + "ImageProcessorPil")}
+        if is_torchvision_available():
+            glm["torchvision"] = _glm_class(prefix + "ImageProcessor")
+        config_class = type(AutoConfig.for_model(model_type))
+        AutoImageProcessor.register(config_class, image_processor_classes=glm, exist_ok=True)
 
 
 @functools.cache

@@ -23,8 +23,16 @@ if TYPE_CHECKING:
     Qwen2VLImageProcessor = Qwen2VLImageProcessorPil
     Qwen2VLVideoProcessor = Qwen2VLImageProcessorPil
     Qwen3VLVideoProcessor = Qwen2VLImageProcessorPil
+    Glm4vImageProcessor = Qwen2VLImageProcessorPil
+    Glm4vImageProcessorPil = Qwen2VLImageProcessorPil
+    Glm46VImageProcessor = Qwen2VLImageProcessorPil
+    Glm46VImageProcessorPil = Qwen2VLImageProcessorPil
 
 __all__ = [
+    "Glm4vImageProcessor",
+    "Glm4vImageProcessorPil",
+    "Glm46VImageProcessor",
+    "Glm46VImageProcessorPil",
     "ImageProcessor",
     "KimiK25ImageProcessor",
     "KimiK25Processor",
@@ -37,6 +45,10 @@ __all__ = [
 
 #: Defined in `rawmm._hf_processors`, which imports transformers: loaded on first access.
 _LAZY = {
+    "Glm4vImageProcessor",
+    "Glm4vImageProcessorPil",
+    "Glm46VImageProcessor",
+    "Glm46VImageProcessorPil",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",

@@ -1,4 +1,4 @@
-"""Model families: one module each (`qwen.py`, `kimi.py`, each a `Family` subclass and its
+"""Model families: one module each (`qwen.py`, `kimi.py`, `glm4v.py`, each a `Family` subclass and its
 instance, paired with `rust/core/src/families/<name>.rs`), and the one registry, `FAMILIES`
 below. Everything else (`Layout`, configs, adapters, refs) asks the registry, so adding a
 family adds its modules and one entry to `_ALL`."""
@@ -9,12 +9,13 @@ from typing import Any
 
 from ..errors import LayoutError
 from ._base import Family, Tokenizer
+from .glm4v import GLM4V
 from .kimi import KIMI_K25
 from .qwen import QWEN_VL
 
-__all__ = ["FAMILIES", "MODEL_TYPES", "PRESETS", "Family", "Tokenizer", "family"]
+__all__ = ["FAMILIES", "MODEL_TYPES", "PRESETS", "PROCESSOR_TYPES", "Family", "Tokenizer", "family"]
 
-_ALL: tuple[Family, ...] = (QWEN_VL, KIMI_K25)
+_ALL: tuple[Family, ...] = (QWEN_VL, KIMI_K25, GLM4V)
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _ALL}
 #: Preset name → (family id, image knobs, video knobs).
@@ -23,6 +24,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 #: config.json `model_type` → preset name.
 MODEL_TYPES: dict[str, str] = {t: model for f in _ALL for t, model in f.model_types.items()}
+#: preprocessor_config.json `image_processor_type` → preset name, where the class names one.
+PROCESSOR_TYPES: dict[str, str] = {t: model for f in _ALL for t, model in f.processor_types.items()}
 
 
 def family(name: object) -> Family:

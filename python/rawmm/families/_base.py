@@ -25,6 +25,9 @@ class Family:
     presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]]
     #: config.json `model_type` → preset name.
     model_types: ClassVar[dict[str, str]]
+    #: preprocessor_config.json `image_processor_type` → preset name, for classes that name one
+    #: preset unambiguously (Qwen2-VL's class serves four presets with different videos).
+    processor_types: ClassVar[dict[str, str]] = {}
     #: Whether the family has transformers' two backends (the "backend" knob), and if not, why.
     has_backend: ClassVar[bool] = True
     no_backend_reason: ClassVar[str] = ""

@@ -117,18 +117,7 @@ class QwenVL(Family):
         video_cfg: Mapping[str, Any] | None,
         backend: str | None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        where = "preprocessor_config"
-        knobs = dict(preset)
-        knobs["min_pixels"], knobs["max_pixels"] = fold_size(
-            cfg, (preset["min_pixels"], preset["max_pixels"]), where
-        )
-        for key in _DIRECT:
-            if cfg.get(key) is not None:
-                knobs[key] = cfg[key]
-        common_pixel_keys(cfg, knobs, where)
-        check_rest(cfg, {"size", "min_pixels", "max_pixels", *_DIRECT, "rescale_factor", "resample"}, where)
-        if backend is not None:
-            knobs["backend"] = backend
+        knobs = read_image_config(cfg, preset, backend)
         video = dict(preset_video) if video_cfg is None else _read_video(video_cfg, preset_video)
         return knobs, video
 
@@ -182,6 +171,25 @@ class QwenVL(Family):
         if set(payload) != {"image_grid_thw"}:
             raise LayoutError(f"qwen_vl payload keys must be ['image_grid_thw'], got {sorted(payload)}")
         return payload["image_grid_thw"]
+
+
+def read_image_config(
+    cfg: Mapping[str, Any], preset: Mapping[str, Any], backend: str | None
+) -> dict[str, Any]:
+    """The image knobs of a `smart_resize` family's config: `size` (or top-level min/max
+    pixels), patch, merge and temporal sizes, mean and std, over the preset's values."""
+    where = "preprocessor_config"
+    knobs = dict(preset)
+    bounds = (preset["min_pixels"], preset["max_pixels"])
+    knobs["min_pixels"], knobs["max_pixels"] = fold_size(cfg, bounds, where)
+    for key in _DIRECT:
+        if cfg.get(key) is not None:
+            knobs[key] = cfg[key]
+    common_pixel_keys(cfg, knobs, where)
+    check_rest(cfg, {"size", "min_pixels", "max_pixels", *_DIRECT, "rescale_factor", "resample"}, where)
+    if backend is not None:
+        knobs["backend"] = backend
+    return knobs
 
 
 def _read_video(cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:

@@ -213,7 +213,7 @@ pub fn check_size(width: u64, height: u64) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_ratio(height: u64, width: u64) -> Result<()> {
+pub fn check_ratio(height: u64, width: u64) -> Result<()> {
     let r = height.max(width) as f64 / height.min(width) as f64;
     if r > 200.0 {
         return layout(format!("absolute aspect ratio must be smaller than 200, got {}", py_float_repr(r)));
@@ -249,7 +249,7 @@ pub fn smart_resize(height: u64, width: u64, factor: u64, min_pixels: u64, max_p
 
 /// The shared tail of image and video `smart_resize`: round to the factor, then rescale when
 /// `t̄·h̄·w̄` leaves the bounds. Bounds compare with `t_bar`, β uses the raw `t` (layout.md §7.2).
-pub(crate) fn bounded_resize(h: u64, w: u64, factor: u64, t: u64, t_bar: u64, min_px: u64, max_px: u64) -> (u64, u64) {
+pub fn bounded_resize(h: u64, w: u64, factor: u64, t: u64, t_bar: u64, min_px: u64, max_px: u64) -> (u64, u64) {
     let f = factor as f64;
     let (hf, wf) = (h as f64, w as f64);
     let mut hb = factor * rhe_pos(hf / f);

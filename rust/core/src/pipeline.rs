@@ -276,6 +276,7 @@ impl Knobs {
                 }
                 (Packing::Kimi { patch: p, padded_width: pw, padded_height: ph }.len(rw, rh), frames.len())
             }
+            g => return Err(Error::Layout(format!("{} video pixel_values are not supported yet", g.family()))),
         };
         let total = per_unit * units;
         let mut values = crate::mem::with_capacity(total);
@@ -290,6 +291,7 @@ impl Knobs {
                     pack_image(job, packing, &norm, resample, slice, parallel);
                 }
             }
+            _ => unreachable!("families without video packing are refused above"),
         };
         let spare = &mut values.spare_capacity_mut()[..total];
         match threads {

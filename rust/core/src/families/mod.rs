@@ -6,9 +6,11 @@ use crate::error::{layout, Result};
 use crate::layout::{ImageLayout, PixelKnobs};
 use crate::pack::Packing;
 
+pub mod glm4v;
 pub mod kimi;
 pub mod qwen;
 
+pub use glm4v::GlmGeometry;
 pub use kimi::KimiGeometry;
 pub use qwen::QwenGeometry;
 
@@ -114,6 +116,7 @@ macro_rules! families {
 families! {
     Qwen(QwenGeometry),
     Kimi(KimiGeometry),
+    Glm(GlmGeometry),
 }
 
 #[cfg(test)]
