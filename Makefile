@@ -73,6 +73,7 @@ lint: build
 bench: build
 	$(BIN)/python benches/bench_layout.py
 	$(BIN)/python benches/bench_pixels.py
+	$(BIN)/python benches/bench_families.py
 	$(BIN)/python benches/bench_refs.py
 	$(BIN)/python benches/bench_store.py
 	$(BIN)/python benches/bench_out.py

@@ -130,6 +130,8 @@ def test_presets_configs_and_family_detection(tmp_path: Path) -> None:
         Layout.from_preprocessor_config({**cfg, "do_pad": True})
     with pytest.raises(LayoutError, match="video layouts are not supported"):
         Layout.preset("glm4v").video(8, 640, 480)
+    with pytest.raises(LayoutError, match="temporal_patch_size must be at most 16"):
+        Layout.preset("glm4v", temporal_patch_size=17)
 
 
 def test_placeholders_and_refs_round_trip(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from images import pillow_reference
 from rawmm import Layout, LayoutError, RawmmError, _core, pixels
+from test_png import STREAM_LAYOUTS
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "jpeg").glob("*.jpg"))
 # Files the Rust path leaves to Pillow: CMYK (Pillow's own conversion), and damaged files
@@ -26,15 +27,8 @@ DECLINED = {"cmyk.jpg"} | {p.name for p in CORPUS if p.name.startswith("damaged-
     "damaged-flipped-byte.jpg",
     "damaged-trailing-junk.jpg",
 }
-LAYOUTS = {
-    "qwen2_5_vl torchvision": Layout.preset("qwen2_5_vl"),
-    "qwen2_5_vl pil": Layout.preset("qwen2_5_vl", backend="pil"),
-    "qwen3_vl pil, small": Layout.preset("qwen3_vl", backend="pil").replace(
-        min_pixels=1024, max_pixels=16384
-    ),
-    "qwen2_vl tv, small": Layout.preset("qwen2_vl").replace(min_pixels=784, max_pixels=12544),
-    "kimi_k25": Layout.preset("kimi_k25"),
-}
+# The PNG stream's layouts: downscales, Pillow 13's vertical-first order, Kimi's padding.
+LAYOUTS = STREAM_LAYOUTS
 
 
 def pillow_or_error(data: bytes, exif: bool = True) -> np.ndarray | None:

@@ -15,6 +15,7 @@ Imported lazily by `rawmm.hf`, so `import rawmm` never imports transformers.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, cast
 
 import numpy as np
@@ -210,9 +211,12 @@ def _glm_class(name: str) -> type:
     path, model, backend = GLM_CLASSES[name]
     module = importlib.import_module(f"transformers.models.{path}")
     parent = getattr(module, name)
+    # Like transformers' backend modules, the class's module exposes its kwargs class by name;
+    # both backends name theirs alike, so the PIL classes live in `_hf_pil`, as Qwen's does.
+    home = importlib.import_module("rawmm._hf_pil") if backend == "pil" else sys.modules[__name__]
     kwargs_name = name.removesuffix("Pil") + "Kwargs"
-    if hasattr(module, kwargs_name):  # exposed by name, like transformers' backend modules
-        globals()[kwargs_name] = getattr(module, kwargs_name)
+    if hasattr(module, kwargs_name):
+        setattr(home, kwargs_name, getattr(module, kwargs_name))
 
     def _preprocess(self: Any, images: list[Any], **kwargs: Any) -> BatchFeature:
         data = _rawmm_preprocess(backend, images, kwargs, model)
@@ -228,8 +232,8 @@ def _glm_class(name: str) -> type:
         name,
         (parent,),
         {
-            "__module__": __name__,
-            "__qualname__": name,  # pickled by name
+            "__module__": home.__name__,
+            "__qualname__": name,  # pickled by name: `home` resolves it
             "__doc__": f"transformers' `{name}`, its pixels computed by rawmm.",
             "_preprocess": _preprocess,
         },

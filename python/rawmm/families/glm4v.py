@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._presets import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import LayoutError
-from ._base import Family, Tokenizer
-from .qwen import QWEN_VL, qwen_knobs, read_image_config
+from ._base import Tokenizer
+from .qwen import QwenVL, qwen_knobs, read_image_config
 
 if TYPE_CHECKING:
-    from .._core import ImageLayout, LayoutCore
-    from ..layout import Layout
+    from .._core import LayoutCore
 
 # (begin_of_image, image, end_of_image): `Glm4vConfig` / `Glm46VConfig` image token ids.
 GLM_IDS = (151339, 151343, 151340)
@@ -27,7 +26,11 @@ GLM_IDS = (151339, 151343, 151340)
 GLM_PIXELS = (12544, 9633792)
 
 
-class Glm4v(Family):
+class Glm4v(QwenVL):
+    """Qwen's payload, placeholder length and grid bound (GLM bounds `T·h̄·w̄` by the same
+    pixel limits, T ≥ 1, and its short-side scale-up keeps the aspect ratio at most 200); GLM's
+    own presets, tokens and configs, and no video yet."""
+
     name = "glm4v"
     presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         "glm4v": (qwen_knobs(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, *GLM_PIXELS), {}),
@@ -41,7 +44,6 @@ class Glm4v(Family):
         "Glm46VImageProcessor": "glm46v",
         "Glm46VImageProcessorPil": "glm46v",
     }
-    grid_key = "image_grid_thw"
 
     def read_config(
         self,
@@ -53,11 +55,6 @@ class Glm4v(Family):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         # A folder's video config describes the video processor, whose layouts rawmm refuses.
         return read_image_config(cfg, preset, backend), dict(preset_video)
-
-    def max_image_rows(self, knobs: Mapping[str, Any]) -> int:
-        """Qwen's bound holds: GLM bounds `T·h̄·w̄` (T ≥ 1) by the same pixel limits, and its
-        short-side scale-up keeps the aspect ratio at most 200."""
-        return QWEN_VL.max_image_rows(knobs)
 
     def video(
         self, core: LayoutCore, model: str, video: Mapping[str, Any], n: int, w: int, h: int, fps: float
@@ -73,17 +70,6 @@ class Glm4v(Family):
 
     def image_pad_token_id(self, model: str) -> int:
         return GLM_IDS[1]
-
-    def placeholder_length(self, layout: Layout, grid: tuple[int, int, int]) -> int:
-        return QWEN_VL.placeholder_length(layout, grid)
-
-    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
-        return {"image_grid_thw": [list(image_layout.grid_thw)]}
-
-    def payload_grid(self, payload: Mapping[str, Any], vllm_modality: str | None) -> Any:
-        if set(payload) != {"image_grid_thw"}:
-            raise LayoutError(f"glm4v payload keys must be ['image_grid_thw'], got {sorted(payload)}")
-        return payload["image_grid_thw"]
 
 
 GLM4V = Glm4v()

@@ -169,7 +169,7 @@ class QwenVL(Family):
 
     def payload_grid(self, payload: Mapping[str, Any], vllm_modality: str | None) -> Any:
         if set(payload) != {"image_grid_thw"}:
-            raise LayoutError(f"qwen_vl payload keys must be ['image_grid_thw'], got {sorted(payload)}")
+            raise LayoutError(f"{self.name} payload keys must be ['image_grid_thw'], got {sorted(payload)}")
         return payload["image_grid_thw"]
 
 

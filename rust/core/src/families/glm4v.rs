@@ -3,21 +3,18 @@
 //! `smart_resize`, which first scales a side shorter than the factor up to it (truncating) and
 //! bounds `temporal_patch_size · h̄ · w̄`, an image counting as that many frames.
 
-use super::{Family, KnobValues};
+use super::{Family, KnobValues, QwenGeometry};
 use crate::error::{layout, Result};
-use crate::layout::{bounded_resize, check_ratio, check_size, positive, ImageLayout, PixelKnobs};
+use crate::layout::{bounded_resize, check_ratio, check_size, ImageLayout, PixelKnobs};
 use crate::pack::Packing;
 
+/// Qwen's knobs, read the same way: `min_pixels` and `max_pixels` are `size["shortest_edge"]`
+/// and `size["longest_edge"]`, bounds on `T·h̄·w̄`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GlmGeometry {
-    pub patch_size: u64,
-    pub merge_size: u64,
-    pub temporal_patch_size: u64,
-    /// `size["shortest_edge"]`: the least `T·h̄·w̄`.
-    pub min_pixels: u64,
-    /// `size["longest_edge"]`: the most `T·h̄·w̄`.
-    pub max_pixels: u64,
-}
+pub struct GlmGeometry(pub QwenGeometry);
+
+/// Sides are at most 2^24 (`MAX_SIDE`), so `T·h·w` stays below 2^53.
+const MAX_TEMPORAL: u64 = 16;
 
 /// `glm4v.image_processing_glm4v.smart_resize` with `num_frames = temporal_factor = t`.
 /// Returns `(h̄, w̄)`.
@@ -45,64 +42,35 @@ impl Family for GlmGeometry {
     const NAME: &'static str = "glm4v";
 
     fn from_knobs(k: &mut KnobValues) -> Result<Self> {
-        Ok(GlmGeometry {
-            patch_size: k.required("patch_size")?,
-            merge_size: k.required("merge_size")?,
-            temporal_patch_size: k.required("temporal_patch_size")?,
-            min_pixels: k.required("min_pixels")?,
-            max_pixels: k.required("max_pixels")?,
-        })
+        QwenGeometry::from_knobs(k).map(GlmGeometry)
     }
 
-    fn validate(&self, _: &PixelKnobs) -> Result<()> {
-        positive("patch_size", self.patch_size)?;
-        positive("merge_size", self.merge_size)?;
-        positive("temporal_patch_size", self.temporal_patch_size)?;
-        positive("min_pixels", self.min_pixels)?;
-        positive("max_pixels", self.max_pixels)?;
-        if self.patch_size * self.merge_size > 1 << 16 || self.temporal_patch_size > 1 << 16 {
-            return layout("patch_size * merge_size or temporal_patch_size is too large");
+    fn validate(&self, pixel: &PixelKnobs) -> Result<()> {
+        self.0.validate(pixel)?;
+        // `T·h·w` is divided in f64, exact (as Python's int/int division) only below 2^53.
+        if self.0.temporal_patch_size > MAX_TEMPORAL {
+            return layout(format!("glm4v temporal_patch_size must be at most {MAX_TEMPORAL}"));
         }
         Ok(())
     }
 
     fn fingerprint_pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("patch_size", self.patch_size.to_string()),
-            ("merge_size", self.merge_size.to_string()),
-            ("temporal_patch_size", self.temporal_patch_size.to_string()),
-            ("min_pixels", self.min_pixels.to_string()),
-            ("max_pixels", self.max_pixels.to_string()),
-        ]
+        self.0.fingerprint_pairs()
     }
 
     fn image(&self, width: u64, height: u64) -> Result<ImageLayout> {
-        let factor = self.patch_size * self.merge_size;
-        let t = self.temporal_patch_size;
-        let (rh, rw) = glm_resize(height, width, t, factor, self.min_pixels, self.max_pixels)?;
-        let (gh, gw) = (rh / self.patch_size, rw / self.patch_size);
-        Ok(ImageLayout {
-            width,
-            height,
-            resized_width: rw,
-            resized_height: rh,
-            padded_width: rw,
-            padded_height: rh,
-            grid_thw: [1, gh, gw],
-            num_tokens: gh * gw / (self.merge_size * self.merge_size),
-        })
+        let g = &self.0;
+        let factor = g.patch_size * g.merge_size;
+        let resized = glm_resize(height, width, g.temporal_patch_size, factor, g.min_pixels, g.max_pixels)?;
+        Ok(g.layout((width, height), resized))
     }
 
     /// Qwen's: `patchify` expands each still image to `temporal_patch_size` equal frames.
-    fn packing(&self, _: &ImageLayout) -> Packing {
-        Packing::Qwen {
-            patch: self.patch_size as usize,
-            merge: self.merge_size as usize,
-            temporal: self.temporal_patch_size as usize,
-        }
+    fn packing(&self, l: &ImageLayout) -> Packing {
+        self.0.packing(l)
     }
 
     fn row_shape(&self) -> Vec<usize> {
-        vec![(3 * self.temporal_patch_size * self.patch_size * self.patch_size) as usize]
+        self.0.row_shape()
     }
 }

@@ -16,6 +16,24 @@ pub struct QwenGeometry {
     pub max_pixels: u64,
 }
 
+impl QwenGeometry {
+    /// The layout of an image of `(width, height)` resized to `(h̄, w̄)`: one grid of patches,
+    /// a token per merge block.
+    pub fn layout(&self, (width, height): (u64, u64), (rh, rw): (u64, u64)) -> ImageLayout {
+        let (gh, gw) = (rh / self.patch_size, rw / self.patch_size);
+        ImageLayout {
+            width,
+            height,
+            resized_width: rw,
+            resized_height: rh,
+            padded_width: rw,
+            padded_height: rh,
+            grid_thw: [1, gh, gw],
+            num_tokens: gh * gw / (self.merge_size * self.merge_size),
+        }
+    }
+}
+
 impl Family for QwenGeometry {
     const NAME: &'static str = "qwen_vl";
 
@@ -53,18 +71,8 @@ impl Family for QwenGeometry {
 
     fn image(&self, width: u64, height: u64) -> Result<ImageLayout> {
         let factor = self.patch_size * self.merge_size;
-        let (rh, rw) = smart_resize(height, width, factor, self.min_pixels, self.max_pixels)?;
-        let (gh, gw) = (rh / self.patch_size, rw / self.patch_size);
-        Ok(ImageLayout {
-            width,
-            height,
-            resized_width: rw,
-            resized_height: rh,
-            padded_width: rw,
-            padded_height: rh,
-            grid_thw: [1, gh, gw],
-            num_tokens: gh * gw / (self.merge_size * self.merge_size),
-        })
+        let resized = smart_resize(height, width, factor, self.min_pixels, self.max_pixels)?;
+        Ok(self.layout((width, height), resized))
     }
 
     fn packing(&self, _: &ImageLayout) -> Packing {
