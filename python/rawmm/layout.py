@@ -85,7 +85,6 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if key == "backend" and v not in BACKENDS:
                 raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {v!r}")
             out[key] = v
-    fam.check_knobs(out)
     return out
 
 

@@ -40,9 +40,6 @@ class Family:
 
     # -- knobs and configs ----------------------------------------------------------------
 
-    def check_knobs(self, knobs: Mapping[str, Any]) -> None:
-        """Checks a typed image knob set beyond each knob's own type."""
-
     def check_video(self, video: Mapping[str, Any]) -> None:
         """Checks a typed video knob set beyond each knob's own type."""
 
