@@ -160,10 +160,13 @@ def refs() -> dict[str, bytes]:
     q, k = _grids()
     qfp, kfp = Layout.preset("qwen2_5_vl").fingerprint, Layout.preset("kimi_k25").fingerprint
     qpay = b64u_encode(cjson({"image_grid_thw": [q]}).encode())
+    glm = Layout.preset("glm46v")
+    gfp, gpay = glm.fingerprint, b64u_encode(cjson({"image_grid_thw": [glm.image(30, 20).grid_thw]}).encode())
     out = {
         "v2": f"mmraw:v2:run1:qwen_vl:{qfp}:image:@HASH@:@HASH@.png:{qpay}",
         "v2_bait_symlink": f"mmraw:v2:run1:qwen_vl:{qfp}:image:@OUT_HASH@:@OUT_HASH@.png:{qpay}",
         "v1": f"mmraw:v1:run1:{qfp}:image:@HASH@:@HASH@.png:{'x'.join(map(str, q))}",
+        "v2_glm": f"mmraw:v2:run1:glm4v:{gfp}:image:@HASH@:@HASH@.png:{gpay}",
         "json_uri": "mmraw:"
         + cjson(
             {
