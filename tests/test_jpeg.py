@@ -200,3 +200,16 @@ def test_encoded_pixel_values_decode_jpeg_in_rust(monkeypatch: pytest.MonkeyPatc
         Image.open(io.BytesIO(data)).load()
     for threads in (1, None):
         assert np.array_equal(pixels.encoded_pixel_values(layout, data, threads=threads).pixel_values, want)
+
+
+@given(jpegs(), st.booleans())
+@example(_jpeg(1, 1, "L"), True)
+def test_decode_rgb_is_pillows_rgb(data: bytes, exif: bool) -> None:
+    """`decode_rgb` (what the vLLM connector hands vLLM's processor) of a JPEG, decoded in
+    Rust: exactly Pillow's decode, EXIF transpose and RGB conversion."""
+    from PIL import ImageOps
+
+    im = Image.open(io.BytesIO(data))
+    want = np.asarray((ImageOps.exif_transpose(im) if exif else im).convert("RGB"))
+    got = pixels.decode_rgb(data, exif=exif, composite=True)
+    assert got.dtype == np.uint8 and got.flags.c_contiguous and np.array_equal(got, want)

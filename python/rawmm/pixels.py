@@ -275,8 +275,16 @@ def decode_rgb(
 ) -> np.ndarray:
     """The RGB raster the pixel pipeline resizes, as an (H, W, 3) uint8 array: `decode`, then
     transformers' conversion (alpha composited on opaque white when `composite`, else dropped;
-    grey replicated), the same bytes the core derives from `decode_array`'s pixels."""
-    im = decode(source, exif=exif, max_pixels=max_pixels, max_bytes=max_bytes, check=check)
+    grey replicated), the same bytes the core derives from `decode_array`'s pixels. A JPEG the
+    Rust decoder takes (L or RGB) skips Pillow's decode and conversion."""
+    data, name = _read(source, max_bytes)
+    header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    if isinstance(header, _JpegHeader):
+        arr = header.decode(data, composite)
+        if arr is not None:  # L or RGB, transposed; L → RGB replicates, as Pillow's convert
+            return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
+    with _pillow_errors(name):
+        im = _load(_open(data, name, max_pixels=max_pixels, check=check), exif)
     has_alpha = "A" in im.getbands() or im.info.get("transparency") is not None
     try:
         if has_alpha and composite:
