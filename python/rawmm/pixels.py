@@ -278,8 +278,8 @@ def decode_rgb(
     grey replicated), the same bytes the core derives from `decode_array`'s pixels. A JPEG the
     Rust decoder takes (L or RGB) skips Pillow's decode and conversion."""
     data, name = _read(source, max_bytes)
-    header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
-    if isinstance(header, _JpegHeader):
+    header = _jpeg_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    if header is not None:
         arr = header.decode(data, composite)
         if arr is not None:  # L or RGB, transposed; L → RGB replicates, as Pillow's convert
             return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
@@ -422,25 +422,39 @@ def _rust_header(
     max_pixels: int = MAX_IMAGE_PIXELS,
     check: Callable[[int, int], Any] | None = None,
 ) -> _PngHeader | _JpegHeader | None:
-    """Pillow opens a PNG or JPEG (caps and `check` first) and reads what its `load` would
-    before the pixels: for a PNG, the chunks after the image data, which can add transparency
-    and eXIf. None: another format, or a file only Pillow should decode."""
+    """What the Rust core needs of a PNG or JPEG (`_png_header`, `_jpeg_header`); None for
+    another format, or a file only Pillow should decode."""
     if data.startswith(PNG_SIGNATURE):
-        with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
-            if im.format != "PNG":
-                return None
-            _png_trailing_metadata(im, len(data))
-            transparency = _png_transparency(im.mode, im.info.get("transparency"))
-            if transparency is None:
-                return None
-            return _PngHeader(im.size, im.mode, transparency, _transpose_of(im) if exif else None)
-    if data.startswith(JPEG_SIGNATURE):
-        with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
-            # MPO (multi-picture) files and CMYK or YCCK JPEGs stay with Pillow.
-            if im.format != "JPEG" or im.mode not in ("L", "RGB"):
-                return None
-            return _JpegHeader(im.size, im.mode, _transpose_of(im) if exif else None)
-    return None
+        return _png_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+    return _jpeg_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
+
+
+def _png_header(
+    data: bytes, name: str, *, exif: bool, max_pixels: int, check: Callable[[int, int], Any] | None
+) -> _PngHeader | None:
+    """Pillow opens the PNG (caps and `check` first) and reads the chunks after the image data
+    as its `load` would, which can add transparency and eXIf."""
+    with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
+        if im.format != "PNG":
+            return None
+        _png_trailing_metadata(im, len(data))
+        transparency = _png_transparency(im.mode, im.info.get("transparency"))
+        if transparency is None:
+            return None
+        return _PngHeader(im.size, im.mode, transparency, _transpose_of(im) if exif else None)
+
+
+def _jpeg_header(
+    data: bytes, name: str, *, exif: bool, max_pixels: int, check: Callable[[int, int], Any] | None
+) -> _JpegHeader | None:
+    """Pillow opens the JPEG (caps and `check` first); None for any other bytes."""
+    if not data.startswith(JPEG_SIGNATURE):
+        return None
+    with _pillow_errors(name), _open(data, name, max_pixels=max_pixels, check=check) as im:
+        # MPO (multi-picture) files and CMYK or YCCK JPEGs stay with Pillow.
+        if im.format != "JPEG" or im.mode not in ("L", "RGB"):
+            return None
+        return _JpegHeader(im.size, im.mode, _transpose_of(im) if exif else None)
 
 
 def _decode_array(

@@ -21,8 +21,8 @@ from conftest import require_torch_module
 
 require_torch_module()
 
-from PIL import Image
-from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from patch_rows import PatchRowCallTests, PatchRowTester
+from test_image_processing_common import ImageProcessingTestMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -40,9 +40,8 @@ def rawmm_classes() -> dict[str, type]:
     return {"torchvision": rawmm.hf.Qwen2VLImageProcessor, "pil": rawmm.hf.Qwen2VLImageProcessorPil}
 
 
-class Qwen2VLImageProcessingTester(ImageProcessingTester):
+class Qwen2VLImageProcessingTester(PatchRowTester):
     def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
-        self._classes = classes
         kwargs.setdefault("min_resolution", 56)
         kwargs.setdefault("max_resolution", 1024)
         kwargs.setdefault("min_pixels", 56 * 56)
@@ -55,33 +54,14 @@ class Qwen2VLImageProcessingTester(ImageProcessingTester):
         kwargs.setdefault("temporal_patch_size", 2)
         kwargs.setdefault("merge_size", 2)
         kwargs.setdefault("do_convert_rgb", True)
-        super().__init__(parent, **kwargs)
+        super().__init__(parent, classes, **kwargs)
 
-    def _get_image_processing_classes(self) -> dict[str, type]:
-        return dict(self._classes)
-
-    def expected_output_image_shape(self, images: list[Any]) -> tuple[int, ...]:
-        """Qwen packs a batch into (Σ grid_h·grid_w, C·T·p²) patch rows."""
-        rows = 0
-        for image in images:
-            if isinstance(image, Image.Image):
-                w, h = image.size
-            elif isinstance(image, np.ndarray):
-                h, w = image.shape[:2]
-            else:  # torch, channels first
-                h, w = image.shape[-2:]
-            rh, rw = smart_resize(
-                h,
-                w,
-                factor=self.patch_size * self.merge_size,
-                min_pixels=self.min_pixels,
-                max_pixels=self.max_pixels,
-            )
-            rows += (rh // self.patch_size) * (rw // self.patch_size)
-        return rows, self.num_channels * self.temporal_patch_size * self.patch_size**2
+    def resized(self, h: int, w: int) -> tuple[int, int]:
+        factor = self.patch_size * self.merge_size
+        return smart_resize(h, w, factor=factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
 
 
-class _Qwen2VLImageProcessingTests(ImageProcessingTestMixin):
+class _Qwen2VLImageProcessingTests(PatchRowCallTests, ImageProcessingTestMixin):
     classes: Any = None
 
     def setUp(self) -> None:
@@ -89,50 +69,6 @@ class _Qwen2VLImageProcessingTests(ImageProcessingTestMixin):
         # rawmm's runs see the same images, so their outcomes can be compared.
         np.random.seed(0)
         self.image_processor_tester = Qwen2VLImageProcessingTester(self, type(self).classes())
-
-    def _check_calls(self, **prepare: Any) -> None:
-        tester = self.image_processor_tester
-        for cls in self.image_processing_classes.values():
-            proc = cls(**self.image_processor_dict)
-            images = tester.prepare_image_inputs(equal_resolution=False, **prepare)
-            one = proc(images[0], return_tensors="pt")
-            self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
-            batch = proc(images, return_tensors="pt")
-            self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
-            self.assertEqual(tuple(batch.image_grid_thw.shape), (len(images), 3))
-
-    # Qwen's outputs are patch rows, not (batch, C, H, W): the call tests check those shapes,
-    # as transformers' own Qwen2-VL test module does.
-    def test_call_pil(self) -> None:
-        self._check_calls()
-
-    def test_call_numpy(self) -> None:
-        self._check_calls(numpify=True)
-
-    def test_call_pytorch(self) -> None:
-        self._check_calls(torchify=True)
-
-    def test_call_numpy_4_channels(self) -> None:
-        """The mixin's 4-channel test (no RGB conversion, 4-value mean/std) with Qwen's shapes."""
-        tester = self.image_processor_tester
-        kw = {
-            "do_convert_rgb": False,
-            "return_tensors": "pt",
-            "input_data_format": "channels_last",
-            "image_mean": [0.0, 0.0, 0.0, 0.0],
-            "image_std": [1.0, 1.0, 1.0, 1.0],
-        }
-        for cls in self.image_processing_classes.values():
-            proc = cls(**self.image_processor_dict)
-            tester.num_channels = 4
-            images = tester.prepare_image_inputs(equal_resolution=False, numpify=True)
-            self.assertEqual(
-                tuple(proc(images[0], **kw).pixel_values.shape),
-                tester.expected_output_image_shape(images[:1]),
-            )
-            self.assertEqual(
-                tuple(proc(images, **kw).pixel_values.shape), tester.expected_output_image_shape(images)
-            )
 
     # Failed by transformers' own classes too (so, strictly, by rawmm's as well):
     @pytest.mark.xfail(

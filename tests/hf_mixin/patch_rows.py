@@ -1,0 +1,90 @@
+"""The call tests of the image-processor mixin for processors whose output is patch rows, not
+(batch, C, H, W) (Qwen2-VL, GLM-V): transformers' own test modules for those models override
+them the same way. The tester's `expected_output_image_shape` gives the rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from test_image_processing_common import ImageProcessingTester
+
+
+class PatchRowTester(ImageProcessingTester):
+    """A tester for the given processor classes whose expected output is patch rows:
+    (Σ grid_h·grid_w, C·T·p²), each image sized by the model's `resized(h, w)`."""
+
+    def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
+        self._classes = classes
+        super().__init__(parent, **kwargs)
+
+    def _get_image_processing_classes(self) -> dict[str, type]:
+        return dict(self._classes)
+
+    def resized(self, h: int, w: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def expected_output_image_shape(self, images: list[Any]) -> tuple[int, ...]:
+        rows = 0
+        for image in images:
+            if isinstance(image, Image.Image):
+                w, h = image.size
+            elif isinstance(image, np.ndarray):
+                h, w = image.shape[:2]
+            else:  # torch, channels first
+                h, w = image.shape[-2:]
+            rh, rw = self.resized(h, w)
+            rows += (rh // self.patch_size) * (rw // self.patch_size)
+        return rows, self.num_channels * self.temporal_patch_size * self.patch_size**2
+
+
+class PatchRowCallTests:
+    """Mixed in before `ImageProcessingTestMixin`, whose call tests these replace."""
+
+    image_processor_tester: Any
+    image_processing_classes: dict[str, type]
+    image_processor_dict: dict[str, Any]
+    assertEqual: Any
+
+    def _check_calls(self, **prepare: Any) -> None:
+        tester = self.image_processor_tester
+        for cls in self.image_processing_classes.values():
+            proc = cls(**self.image_processor_dict)
+            images = tester.prepare_image_inputs(equal_resolution=False, **prepare)
+            one = proc(images[0], return_tensors="pt")
+            self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
+            batch = proc(images, return_tensors="pt")
+            self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
+            self.assertEqual(tuple(batch.image_grid_thw.shape), (len(images), 3))
+
+    def test_call_pil(self) -> None:
+        self._check_calls()
+
+    def test_call_numpy(self) -> None:
+        self._check_calls(numpify=True)
+
+    def test_call_pytorch(self) -> None:
+        self._check_calls(torchify=True)
+
+    def test_call_numpy_4_channels(self) -> None:
+        """The mixin's 4-channel test (no RGB conversion, 4-value mean/std) with patch rows."""
+        tester = self.image_processor_tester
+        kw = {
+            "do_convert_rgb": False,
+            "return_tensors": "pt",
+            "input_data_format": "channels_last",
+            "image_mean": [0.0, 0.0, 0.0, 0.0],
+            "image_std": [1.0, 1.0, 1.0, 1.0],
+        }
+        for cls in self.image_processing_classes.values():
+            proc = cls(**self.image_processor_dict)
+            tester.num_channels = 4
+            images = tester.prepare_image_inputs(equal_resolution=False, numpify=True)
+            self.assertEqual(
+                tuple(proc(images[0], **kw).pixel_values.shape),
+                tester.expected_output_image_shape(images[:1]),
+            )
+            self.assertEqual(
+                tuple(proc(images, **kw).pixel_values.shape), tester.expected_output_image_shape(images)
+            )
