@@ -57,6 +57,7 @@ class LayoutCore:
         exif_policy: str,
         alpha_policy: str,
         backend: str = "pil",
+        do_normalize: bool = True,
         **geometry: int | None,
     ) -> LayoutCore: ...
     @property

@@ -1,5 +1,5 @@
 """rawmm's subclasses of transformers' PIL-backend image processors (see `_hf_processors`):
-`Qwen2VLImageProcessorPil`, and GLM-V's, made on first access. Their own module, like
+`Qwen2VLImageProcessorPil`, and GLM-V's and Gemma 4's, made on first access. Their own module, like
 transformers' backends: each exposes its processor's `...Kwargs` class by name, and the two
 backends name theirs alike."""
 
@@ -15,7 +15,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
     Qwen2VLImageProcessorPil as _HFQwen2VLImageProcessorPil,
 )
 
-from ._hf_processors import GLM_CLASSES, _glm_class, _rawmm_preprocess
+from ._hf_processors import CLASSES, _family_class, _rawmm_preprocess
 
 __all__ = ["Qwen2VLImageProcessorKwargs", "Qwen2VLImageProcessorPil"]
 
@@ -32,6 +32,6 @@ class Qwen2VLImageProcessorPil(_HFQwen2VLImageProcessorPil):
 
 
 def __getattr__(name: str) -> Any:
-    if name in GLM_CLASSES and name.endswith("Pil"):
-        return _glm_class(name)
+    if name in CLASSES and name.endswith("Pil"):
+        return _family_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

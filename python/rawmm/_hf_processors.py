@@ -24,6 +24,7 @@ from transformers.image_processing_base import BatchFeature
 
 from ._presets import RESCALE
 from .errors import RawmmError
+from .families import PRESETS, family
 from .layout import Layout
 from .pixels import _pil_pixels, core_pixel_values
 
@@ -35,38 +36,11 @@ _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(
-    model: str,
-    backend: str,
-    patch: int,
-    merge: int,
-    temporal: int,
-    lo: int,
-    hi: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-) -> Layout:
+def _layout(model: str, backend: str, knobs: tuple[tuple[str, Any], ...]) -> Layout:
     # EXIF and alpha policies never act here: transformers has already decoded and converted.
     return Layout.preset(
-        model,
-        backend=backend,
-        patch_size=patch,
-        merge_size=merge,
-        temporal_patch_size=temporal,
-        min_pixels=lo,
-        max_pixels=hi,
-        image_mean=list(mean),
-        image_std=list(std),
+        model, backend=backend, **{k: list(v) if isinstance(v, tuple) else v for k, v in knobs}
     )
-
-
-def _three(v: Any) -> tuple[float, float, float] | None:
-    """mean/std as three floats (a scalar broadcasts like numpy and torch do), else None."""
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return (float(v),) * 3
-    if isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v):
-        return tuple(float(x) for x in v)  # type: ignore[return-value]
-    return None
 
 
 def _is_bicubic(resample: Any) -> bool:
@@ -76,30 +50,24 @@ def _is_bicubic(resample: Any) -> bool:
 
 def fast_layout(backend: str, kw: dict[str, Any], model: str = "qwen2_5_vl") -> tuple[Layout, str] | None:
     """The rawmm layout (of `model`'s family) and output dtype for one `_preprocess` call's
-    options, or None when
-    rawmm does not reproduce them (transformers' own code runs then). Rescale and normalise both
-    on: float32; both off (the torchvision backend, as vLLM calls it with
-    `mm_device_do_normalize`): the uint8 patches."""
-    size, mean, std = kw.get("size"), _three(kw.get("image_mean")), _three(kw.get("image_std"))
-    ints = [kw.get(k) for k in ("patch_size", "merge_size", "temporal_patch_size")]
-    lo, hi = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
+    options, or None when rawmm does not reproduce them (transformers' own code runs then).
+    Rescale on (and normalise, or not where the family has the knob): float32; both off (the
+    torchvision backend, as vLLM calls it with `mm_device_do_normalize`): the uint8 patches."""
     rescale, normalize = kw.get("do_rescale"), kw.get("do_normalize")
-    if rescale is True and normalize is True and kw.get("rescale_factor") == RESCALE:
+    if rescale is True and isinstance(normalize, bool) and kw.get("rescale_factor") == RESCALE:
         dtype = "float32"
     elif rescale is False and normalize is False and backend == "torchvision":
         dtype = "uint8"
     else:
         return None
-    if not (
-        kw.get("do_resize") is True
-        and _is_bicubic(kw.get("resample"))
-        and mean is not None
-        and std is not None
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in [*ints, lo, hi])
-    ):
+    if kw.get("do_resize") is not True or not _is_bicubic(kw.get("resample")):
         return None
+    knobs = family(PRESETS[model][0]).call_knobs(kw)
+    if knobs is None or (dtype == "float32" and not normalize and "do_normalize" not in knobs):
+        return None
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in knobs.items()))
     try:
-        return _layout(model, backend, *ints, lo, hi, mean, std), dtype
+        return _layout(model, backend, frozen), dtype
     except RawmmError:
         return None
 
@@ -134,7 +102,7 @@ def _rawmm_preprocess(
         out = core_pixel_values(layout, arrays, dtype=dtype)  # type: ignore[arg-type]
     except RawmmError:
         return None  # e.g. an aspect ratio transformers reports with its own error
-    return {"pixel_values": out.pixel_values, "image_grid_thw": out.grid_thw}
+    return family(layout.family).hf_outputs(layout, out.pixel_values, out.grid_thw)
 
 
 @functools.cache
@@ -182,12 +150,14 @@ def _torchvision_class() -> type:
 
 
 _VIDEO = ("Qwen2VLVideoProcessor", "Qwen3VLVideoProcessor")
-#: GLM-V's image processors: name → (transformers module, rawmm preset, backend).
-GLM_CLASSES = {
+#: The other families' image processors: name → (transformers module, rawmm preset, backend).
+CLASSES = {
     "Glm4vImageProcessor": ("glm4v.image_processing_glm4v", "glm4v", "torchvision"),
     "Glm4vImageProcessorPil": ("glm4v.image_processing_pil_glm4v", "glm4v", "pil"),
     "Glm46VImageProcessor": ("glm46v.image_processing_glm46v", "glm46v", "torchvision"),
     "Glm46VImageProcessorPil": ("glm46v.image_processing_pil_glm46v", "glm46v", "pil"),
+    "Gemma4ImageProcessor": ("gemma4.image_processing_gemma4", "gemma4", "torchvision"),
+    "Gemma4ImageProcessorPil": ("gemma4.image_processing_pil_gemma4", "gemma4", "pil"),
 }
 
 
@@ -196,19 +166,19 @@ def __getattr__(name: str) -> Any:
         return _torchvision_class()
     if name in _VIDEO:
         return _video_class(name)
-    if name in GLM_CLASSES:
-        return _glm_class(name)
+    if name in CLASSES:
+        return _family_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache
-def _glm_class(name: str) -> type:
-    """rawmm's subclass of a transformers GLM-V image processor: `_preprocess` (transformers'
-    step after validation and conversion) runs rawmm's core whenever it reproduces the call,
-    transformers' own code otherwise, as for Qwen."""
+def _family_class(name: str) -> type:
+    """rawmm's subclass of a transformers image processor of `CLASSES`: `_preprocess`
+    (transformers' step after validation and conversion) runs rawmm's core whenever it
+    reproduces the call, transformers' own code otherwise, as for Qwen."""
     import importlib
 
-    path, model, backend = GLM_CLASSES[name]
+    path, model, backend = CLASSES[name]
     module = importlib.import_module(f"transformers.models.{path}")
     parent = getattr(module, name)
     # Like transformers' backend modules, the class's module exposes its kwargs class by name;
@@ -225,7 +195,7 @@ def _glm_class(name: str) -> type:
         if backend == "torchvision":  # transformers returns torch tensors here
             import torch
 
-            data = {k: torch.from_numpy(v) for k, v in data.items()}
+            data = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
         return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
 
     return type(
@@ -242,14 +212,14 @@ def _glm_class(name: str) -> type:
 
 #: Model types whose image processor is `Qwen2VLImageProcessor` / `...Pil` in transformers 5.24.
 QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
-#: GLM-V model types and their image processors' class prefix (GLM-4.5V is glm4v_moe).
-GLM_MODEL_TYPES = {"glm4v": "Glm4v", "glm4v_moe": "Glm4v", "glm46v": "Glm46V"}
+#: Other model types and their image processors' class prefix (GLM-4.5V is glm4v_moe).
+MODEL_TYPE_CLASSES = {"glm4v": "Glm4v", "glm4v_moe": "Glm4v", "glm46v": "Glm46V", "gemma4": "Gemma4"}
 
 
 def register() -> None:
     """Makes `AutoImageProcessor` and `AutoVideoProcessor` (and so `AutoProcessor`, vLLM,
     prime-rl, renderers) return rawmm's classes for the Qwen model types, for both image
-    backends, and `AutoImageProcessor` rawmm's GLM-V image processors. Idempotent."""
+    backends, and `AutoImageProcessor` rawmm's GLM-V and Gemma 4 image processors. Idempotent."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
 
@@ -266,12 +236,12 @@ def register() -> None:
                 "Qwen3VLVideoProcessor" if model_type.startswith("qwen3") else "Qwen2VLVideoProcessor"
             )
             AutoVideoProcessor.register(config_class, video, exist_ok=True)
-    for model_type, prefix in GLM_MODEL_TYPES.items():
-        glm = {"pil": _glm_class(prefix + "ImageProcessorPil")}
+    for model_type, prefix in MODEL_TYPE_CLASSES.items():
+        own = {"pil": _family_class(prefix + "ImageProcessorPil")}
         if is_torchvision_available():
-            glm["torchvision"] = _glm_class(prefix + "ImageProcessor")
+            own["torchvision"] = _family_class(prefix + "ImageProcessor")
         config_class = type(AutoConfig.for_model(model_type))
-        AutoImageProcessor.register(config_class, image_processor_classes=glm, exist_ok=True)
+        AutoImageProcessor.register(config_class, image_processor_classes=own, exist_ok=True)
 
 
 @functools.cache

@@ -36,6 +36,9 @@ INT_KNOBS = {
     "merge_kernel_size",
     "in_patch_limit",
     "patch_limit_on_one_side",
+    "max_soft_tokens",
+    "pooling_kernel_size",
 }
+BOOL_KNOBS = {"do_normalize"}
 FLOAT3_KNOBS = {"image_mean", "image_std"}
 STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy", "backend"}

@@ -106,11 +106,14 @@ class ModelInputs:
 
     pixel_values: np.ndarray
     grid_thw: np.ndarray
-    grid_key: str = "image_grid_thw"
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
-    def as_hf_dict(self) -> dict[str, np.ndarray]:
-        """The reference processor's dict (Kimi K2.5: `grid_thws`)."""
-        return {"pixel_values": self.pixel_values, self.grid_key: self.grid_thw}
+    def as_hf_dict(self) -> dict[str, Any]:
+        """The reference processor's dict (Kimi K2.5: `grid_thws`; Gemma 4: `pixel_values` per
+        image, `image_position_ids`, `num_soft_tokens_per_image`)."""
+        if self.layout is None:
+            return {"pixel_values": self.pixel_values, "image_grid_thw": self.grid_thw}
+        return family(self.layout.family).hf_outputs(self.layout, self.pixel_values, self.grid_thw)
 
 
 def run_id_for_refs(explicit: str | None, store_run_id: str | None) -> str:
@@ -301,7 +304,7 @@ class Adapter:
             dtype=dtype,
         )
         self._grid_check(grid, tuple(int(v) for v in pv.grid_thw[0]))
-        return ModelInputs(pv.pixel_values, pv.grid_thw, self.grid_key)
+        return ModelInputs(pv.pixel_values, pv.grid_thw, self.layout)
 
     def image(self, ref_or_item: Any, *, store: AssetStore, max_pixels: int | None = None) -> Decoded:
         """The verified bytes of a ref and the RGB raster `materialize` resizes (EXIF, alpha and
@@ -335,10 +338,6 @@ class Adapter:
     def _grid_check(claimed: tuple[int, int, int], actual: tuple[int, ...]) -> None:
         if tuple(actual) != claimed:
             raise LayoutError(f"image grid {list(actual)} differs from the ref's {list(claimed)}")
-
-    @property
-    def grid_key(self) -> str:
-        return self._family.grid_key
 
     def fetch(self, src: RawMMRef | RawMMItem, mm_hash: str | None, store: AssetStore) -> bytes:
         """Inline data, else the store by asset id, else the URI under the allowed roots."""
@@ -604,7 +603,7 @@ class Materializer:
             if dtype != "float32":  # the same image's uint8 patches are another entry
                 key += ":" + dtype
             planned.append((key, parsed, mm_hash, grid))
-        rows = [g[0] * g[1] * g[2] for *_, g in planned]
+        rows = [self.adapter.layout.image_rows(g) for *_, g in planned]
         if isinstance(out, list | tuple):
             if len(out) != len(refs):
                 raise LayoutError(f"out has {len(out)} arrays for {len(refs)} refs")
@@ -635,7 +634,7 @@ class Materializer:
             self._abandon([flight for _, flight, leader in jobs if leader])
             raise
         # With a list `out`, pixel_values is that list (ModelInputs documents it).
-        return ModelInputs(dest, np.concatenate(grids), self.adapter.grid_key)  # type: ignore[arg-type]
+        return ModelInputs(dest, np.concatenate(grids), self.adapter.layout)  # type: ignore[arg-type]
 
     def _destination(self, rows: int, out: object, dtype: str) -> np.ndarray:
         shape = output_shape(self.adapter.layout, rows)
@@ -766,7 +765,7 @@ class Materializer:
 
 
 def _copy(result: ModelInputs) -> ModelInputs:
-    return ModelInputs(result.pixel_values.copy(), result.grid_thw, result.grid_key)
+    return ModelInputs(result.pixel_values.copy(), result.grid_thw, result.layout)
 
 
 class _Flight:

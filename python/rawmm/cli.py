@@ -174,7 +174,7 @@ def materialize(ref: str, model: str, backend: str | None, store_dir: str | None
     store = _capped_store(store_dir) if store_dir else AssetStore.from_env(**_deadline(_env_location()))
     out = adapter_for(_layout(model, backend)).materialize(ref, store=store)
     with os.fdopen(_output_fd(written, create=True), "wb") as f:
-        np.savez(f, **out.as_hf_dict())  # type: ignore[arg-type]
+        np.savez(f, **out.as_hf_dict())
     click.echo(
         json.dumps({"output": written, "shape": list(out.pixel_values.shape), "grid": out.grid_thw.tolist()})
     )

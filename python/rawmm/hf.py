@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import LayoutError
+from .families import family
 from .layout import Layout
 from .pixels import ImageInput, _as_list, core_pixel_values, decode, to_array
 
@@ -27,8 +28,12 @@ if TYPE_CHECKING:
     Glm4vImageProcessorPil = Qwen2VLImageProcessorPil
     Glm46VImageProcessor = Qwen2VLImageProcessorPil
     Glm46VImageProcessorPil = Qwen2VLImageProcessorPil
+    Gemma4ImageProcessor = Qwen2VLImageProcessorPil
+    Gemma4ImageProcessorPil = Qwen2VLImageProcessorPil
 
 __all__ = [
+    "Gemma4ImageProcessor",
+    "Gemma4ImageProcessorPil",
     "Glm4vImageProcessor",
     "Glm4vImageProcessorPil",
     "Glm46VImageProcessor",
@@ -45,6 +50,8 @@ __all__ = [
 
 #: Defined in `rawmm._hf_processors`, which imports transformers: loaded on first access.
 _LAZY = {
+    "Gemma4ImageProcessor",
+    "Gemma4ImageProcessorPil",
     "Glm4vImageProcessor",
     "Glm4vImageProcessorPil",
     "Glm46VImageProcessor",
@@ -89,6 +96,11 @@ class ImageProcessor:
         if layout.family == "kimi_k25":
             self.merge_kernel_size: int = k["merge_kernel_size"]
             self.model_input_names = ["pixel_values", "grid_thws"]
+        elif layout.family == "gemma4":
+            self.max_soft_tokens: int = k["max_soft_tokens"]
+            self.pooling_kernel_size: int = k["pooling_kernel_size"]
+            self.do_normalize: bool = k["do_normalize"]
+            self.model_input_names = ["pixel_values", "image_position_ids", "num_soft_tokens_per_image"]
         else:
             self.merge_size: int = k["merge_size"]
             self.temporal_patch_size: int = k["temporal_patch_size"]
@@ -109,7 +121,7 @@ class ImageProcessor:
     def __repr__(self) -> str:
         return f"rawmm.hf.ImageProcessor({self.layout!r})"
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> dict[str, np.ndarray]:
+    def __call__(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> dict[str, Any]:
         return self.preprocess(images, **kwargs)
 
     def preprocess(
@@ -118,7 +130,7 @@ class ImageProcessor:
         return_tensors: str | None = None,
         threads: int | None = None,
         **kwargs: Any,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, Any]:
         if return_tensors not in (None, "np"):
             raise ValueError(f"rawmm.hf.ImageProcessor returns numpy arrays only, got {return_tensors!r}")
         unsupported = {k for k, v in kwargs.items() if v is not None}
@@ -143,24 +155,23 @@ class ImageProcessor:
             else:  # encoded bytes: treated like a file the reference would open by path
                 exif, composite = True, False
             arrays.append((to_array(image, exif=exif, composite=composite), composite))
-        # One core call per alpha rule keeps every image's own rule; results are re-joined in order.
         return self._run(arrays, threads)
 
-    def _run(self, arrays: list[tuple[Any, bool]], threads: int | None) -> dict[str, np.ndarray]:
-        kimi = self.layout.family == "kimi_k25"
+    def _run(self, arrays: list[tuple[Any, bool]], threads: int | None) -> dict[str, Any]:
+        values, grid = self._pixels(arrays, threads)
+        return family(self.layout.family).hf_outputs(self.layout, values, grid)
+
+    def _pixels(self, arrays: list[tuple[Any, bool]], threads: int | None) -> tuple[np.ndarray, np.ndarray]:
         policies = {c for _, c in arrays}
-        if len(policies) == 1:
-            policy = "composite_white" if policies.pop() else "drop"
-            layout = self.layout.replace(alpha_policy=policy)
-            out = core_pixel_values(layout, [a for a, _ in arrays], threads=threads)
-            values, grid = out.pixel_values, out.grid_thw
-        else:
-            parts = [self._run([item], threads) for item in arrays]
-            grid_key = "grid_thws" if kimi else "image_grid_thw"
-            values = np.concatenate([p["pixel_values"] for p in parts])
-            grid = np.concatenate([p[grid_key] for p in parts])
-        grid_key = "grid_thws" if kimi else "image_grid_thw"
-        return {"pixel_values": values, grid_key: grid}
+        if len(policies) != 1:
+            # One core call per alpha rule keeps every image's own rule, re-joined in order.
+            parts = [self._pixels([item], threads) for item in arrays]
+            return np.concatenate([v for v, _ in parts]), np.concatenate([g for _, g in parts])
+        policy = "composite_white" if policies.pop() else "drop"
+        out = core_pixel_values(
+            self.layout.replace(alpha_policy=policy), [a for a, _ in arrays], threads=threads
+        )
+        return out.pixel_values, out.grid_thw
 
 
 def _torchvision_rgba_blend(arr: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._config import read_config
-from ._presets import BACKENDS, FLOAT3_KNOBS, INT_KNOBS, LEGACY_BACKEND
+from ._presets import BACKENDS, BOOL_KNOBS, FLOAT3_KNOBS, INT_KNOBS, LEGACY_BACKEND
 from .errors import LayoutError
 from .families import PRESETS, Family, Tokenizer, family
 from .pixels import PixelValues, _check_options, pixel_values, to_array
@@ -64,6 +64,10 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if not _is_int(v):
                 raise LayoutError(f"{key} must be an int, got {v!r}")
             out[key] = int(v)
+        elif key in BOOL_KNOBS:
+            if not isinstance(v, bool | np.bool_):
+                raise LayoutError(f"{key} must be a bool, got {v!r}")
+            out[key] = bool(v)
         elif key == "fixed_output_tokens":
             if v is not None and not _is_int(v):
                 raise LayoutError(f"fixed_output_tokens must be an int or None, got {v!r}")
@@ -236,6 +240,12 @@ class Layout:
         decoded image, comes later); each family derives its own (`Family.max_image_rows`)."""
         return self._family.max_image_rows(self._knobs)
 
+    def image_rows(self, grid_thw: Sequence[int]) -> int:
+        """`pixel_values` rows of an image of `grid_thw`: `t*h*w`, or (Gemma 4) the padded
+        patch budget."""
+        t, h, w = (int(v) for v in grid_thw)
+        return self._family.image_rows(self._knobs, (t, h, w))
+
     def images(self, sizes: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Vectorised `image` for an int array [N, 2] of (width, height) → int64 [N, 6]."""
         arr = np.asarray(sizes)
@@ -314,6 +324,7 @@ class Layout:
         kind and shape."""
         if arithmetic not in ("transformers", "vllm"):
             raise ValueError(f"arithmetic must be 'transformers' or 'vllm', got {arithmetic!r}")
+        self._family.check_normalize(self._knobs)
         if not type(values).__module__.startswith("torch"):
             arr = np.asarray(values)
             if arr.dtype != np.uint8:
@@ -325,12 +336,17 @@ class Layout:
             raise LayoutError(f"values must be uint8, got {values.dtype}")
         lut = torch.from_numpy(self._core.normalize_table(arithmetic)).to(values.device)
         res = torch.empty(values.shape, dtype=torch.float32, device=values.device) if out is None else out
-        # Every family's rows hold three channel planes, one after the other.
         row, shape = tuple(self._core.row_shape), tuple(values.shape)
         if shape[1:] != row or tuple(res.shape) != shape or not res.is_contiguous():
             raise LayoutError(
                 f"values and a contiguous out have shape [N, {', '.join(map(str, row))}], got {shape}"
             )
+        # Rows hold three channel planes one after the other, or (Gemma 4) interleaved channels.
+        if self._family.channels_last:
+            src, dst = values.reshape(shape[0], -1, 3), res.view(shape[0], -1, 3)
+            for c in range(3):
+                dst[..., c] = lut[c][src[..., c].long()]
+            return res
         planes, out_planes = values.reshape(shape[0], 3, -1), res.view(shape[0], 3, -1)
         for c in range(3):
             out_planes[:, c] = lut[c][planes[:, c].long()]

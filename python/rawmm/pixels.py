@@ -648,7 +648,7 @@ def _pooled(layout: Layout, sizes: list[tuple[int, int]], dtype: str) -> np.ndar
     when it takes `POOLED_BYTES` or more (float32, uint8); else None."""
     if dtype not in _POOLED:
         return None
-    rows = sum(int(np.prod(layout.image(w, h).grid_thw)) for w, h in sizes)
+    rows = sum(layout.image_rows(layout.image(w, h).grid_thw) for w, h in sizes)
     shape = output_shape(layout, rows)
     if int(np.prod(shape)) * np.dtype(_POOLED[dtype]).itemsize < POOLED_BYTES:
         return None

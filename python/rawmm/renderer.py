@@ -80,13 +80,14 @@ class _GridImageProcessor:
             w, h = im.size
         return self.layout.image(w, h)
 
-    def __call__(self, images: Any, return_tensors: str | None = "np", **_: Any) -> dict[str, np.ndarray]:
+    def __call__(self, images: Any, return_tensors: str | None = "np", **_: Any) -> dict[str, Any]:
         images = images if isinstance(images, list | tuple) else [images]
-        grids = [list(self._layout_of(im).grid_thw) for im in images]
-        # No pixels: the descriptor route never ships them. Kimi's processor names its grid key
-        # `grid_thws` (layout.md §5).
-        key = family(self.layout.family).grid_key
-        return {"pixel_values": np.zeros((0, 0), np.float32), key: np.array(grids, dtype=np.int64)}
+        grids = np.array([list(self._layout_of(im).grid_thw) for im in images], dtype=np.int64)
+        # No pixels: the descriptor route never ships them. Every other key is the family
+        # processor's (Kimi: `grid_thws`, layout.md §5; Gemma 4: position ids, token counts).
+        out = family(self.layout.family).hf_outputs(self.layout, None, grids)
+        out["pixel_values"] = np.zeros((0, 0), np.float32)
+        return out
 
     # Kimi K2.5's interface (what renderers' KimiK25Renderer calls): media dicts in.
     preprocess = __call__
@@ -131,8 +132,7 @@ def attach_refs(
     envelopes, hashes, refs, placeholders, tokens = [], [], [], [], []
     for i, (item, holder, part) in enumerate(zip(items, holders, parts, strict=True)):
         d = adapter.describe(_part_source(part), store=store)
-        grid_key = "grid_thws" if "grid_thws" in item else "image_grid_thw"
-        grid = tuple(int(v) for v in np.asarray(item[grid_key]).reshape(-1)[:3])
+        grid = family(adapter.layout.family).rendered_grid(item)
         if grid != d.grid_thw:
             raise LayoutError(
                 f"image {i}: rendered grid {list(grid)} differs from the described {list(d.grid_thw)} "

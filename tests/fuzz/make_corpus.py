@@ -162,8 +162,12 @@ def refs() -> dict[str, bytes]:
     qpay = b64u_encode(cjson({"image_grid_thw": [q]}).encode())
     glm = Layout.preset("glm46v")
     gfp, gpay = glm.fingerprint, b64u_encode(cjson({"image_grid_thw": [glm.image(30, 20).grid_thw]}).encode())
+    gemma = Layout.preset("gemma4")
+    lay = gemma.image(30, 20)
+    gmpay = b64u_encode(cjson({"image_grid_thw": [lay.grid_thw], "num_soft_tokens": lay.num_tokens}).encode())
     out = {
         "v2": f"mmraw:v2:run1:qwen_vl:{qfp}:image:@HASH@:@HASH@.png:{qpay}",
+        "v2_gemma4": f"mmraw:v2:run1:gemma4:{gemma.fingerprint}:image:@HASH@:@HASH@.png:{gmpay}",
         "v2_bait_symlink": f"mmraw:v2:run1:qwen_vl:{qfp}:image:@OUT_HASH@:@OUT_HASH@.png:{qpay}",
         "v1": f"mmraw:v1:run1:{qfp}:image:@HASH@:@HASH@.png:{'x'.join(map(str, q))}",
         "v2_glm": f"mmraw:v2:run1:glm4v:{gfp}:image:@HASH@:@HASH@.png:{gpay}",

@@ -6,9 +6,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
     from ..layout import Layout
+
+
+def three_floats(v: Any) -> list[float] | None:
+    """mean/std as three floats (a scalar broadcasts like numpy and torch do), else None."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return [float(v)] * 3
+    if isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v):
+        return [float(x) for x in v]
+    return None
+
+
+def positive_ints(kw: Mapping[str, Any], *names: str) -> dict[str, int] | None:
+    """The named keywords when each is a positive int, else None."""
+    vals = {n: kw.get(n) for n in names}
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals.values())
+    return vals if ok else None  # type: ignore[return-value]
 
 
 class Tokenizer(Protocol):
@@ -37,6 +55,9 @@ class Family:
     feature_modality: ClassVar[str] = "image"
     #: The payload key of an image's grid, as the family's processor names it.
     grid_key: ClassVar[str]
+    #: Whether a `pixel_values` row interleaves its channels (`(p, p, 3)`) rather than holding
+    #: three channel planes.
+    channels_last: ClassVar[bool] = False
 
     # -- knobs and configs ----------------------------------------------------------------
 
@@ -61,6 +82,10 @@ class Family:
     def max_image_rows(self, knobs: Mapping[str, Any]) -> int:
         """An upper bound of `t*h*w` over every image grid of a layout with these knobs."""
         raise NotImplementedError
+
+    def image_rows(self, knobs: Mapping[str, Any], grid: tuple[int, int, int]) -> int:
+        """`pixel_values` rows of an image of `grid` (padding included)."""
+        return grid[0] * grid[1] * grid[2]
 
     def video(
         self, core: LayoutCore, model: str, video: Mapping[str, Any], n: int, w: int, h: int, fps: float
@@ -95,3 +120,22 @@ class Family:
         """The raw grid value of a payload whose keys (and extra values) this checks; refs
         then check its shape."""
         raise NotImplementedError
+
+    def check_normalize(self, knobs: Mapping[str, Any]) -> None:
+        """Raises `LayoutError` when uint8 rows of this layout cannot be normalised alone."""
+
+    # -- transformers processors ----------------------------------------------------------
+
+    def call_knobs(self, kw: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The layout knobs (over the preset's) of one transformers `_preprocess` call's
+        validated keywords (resize, rescale and normalise switches already checked), or None
+        when rawmm does not reproduce them."""
+        return None
+
+    def hf_outputs(self, layout: Layout, pixel_values: Any, grids: np.ndarray) -> dict[str, Any]:
+        """The family's transformers processor dict for a batch's rows and grids."""
+        return {"pixel_values": pixel_values, self.grid_key: grids}
+
+    def rendered_grid(self, item: Mapping[str, Any]) -> tuple[int, int, int]:
+        """The grid of an item a renderer emitted with the family's processor output."""
+        return tuple(int(v) for v in np.asarray(item[self.grid_key]).reshape(-1)[:3])  # type: ignore[return-value]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._config import check_rest, common_pixel_keys, fold_size
 from .._presets import COMMON, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import LayoutError
-from ._base import Family, Tokenizer
+from ._base import Family, Tokenizer, positive_ints, three_floats
 
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
@@ -166,6 +166,25 @@ class QwenVL(Family):
 
     def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
         return {"image_grid_thw": [list(image_layout.grid_thw)]}
+
+    def call_knobs(self, kw: Mapping[str, Any]) -> dict[str, Any] | None:
+        size, mean, std = (
+            kw.get("size"),
+            three_floats(kw.get("image_mean")),
+            three_floats(kw.get("image_std")),
+        )
+        ints = positive_ints(kw, "patch_size", "merge_size", "temporal_patch_size")
+        bounds = positive_ints(
+            {
+                "min_pixels": getattr(size, "shortest_edge", None),
+                "max_pixels": getattr(size, "longest_edge", None),
+            },
+            "min_pixels",
+            "max_pixels",
+        )
+        if ints is None or bounds is None or mean is None or std is None:
+            return None
+        return {**ints, **bounds, "image_mean": mean, "image_std": std}
 
     def payload_grid(self, payload: Mapping[str, Any], vllm_modality: str | None) -> Any:
         if set(payload) != {"image_grid_thw"}:

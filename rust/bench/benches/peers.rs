@@ -58,6 +58,7 @@ fn models() -> [(&'static str, Knobs, &'static str, Box<dyn VisionPreProcessor>)
             exif_policy: ExifPolicy::Apply,
             alpha_policy: AlphaPolicy::CompositeWhite,
             backend: Backend::Torchvision,
+            do_normalize: true,
         };
         Knobs::new(Geometry::Qwen(g), p).unwrap()
     };

@@ -32,6 +32,7 @@ fn qwen25() -> Knobs {
         exif_policy: ExifPolicy::Apply,
         alpha_policy: AlphaPolicy::CompositeWhite,
         backend: Backend::Pil,
+        do_normalize: true,
     };
     Knobs::new(Geometry::Qwen(g), p).unwrap()
 }

@@ -84,6 +84,8 @@ pub struct PixelKnobs {
     pub exif_policy: ExifPolicy,
     pub alpha_policy: AlphaPolicy,
     pub backend: Backend,
+    /// False: rescale only (`do_normalize` off); mean and std are then unused.
+    pub do_normalize: bool,
 }
 
 impl PixelKnobs {
@@ -168,6 +170,10 @@ impl Knobs {
         // of the text and those fingerprints (and the refs that carry them) keep resolving.
         if p.backend == Backend::Torchvision {
             pairs.push(("backend", quoted(p.backend.as_str())));
+        }
+        // Likewise normalising is what every layout did before the knob existed.
+        if !p.do_normalize {
+            pairs.push(("do_normalize", "false".into()));
         }
         pairs.extend(self.geometry.fingerprint_pairs());
         pairs.sort_by(|a, b| a.0.cmp(b.0));
@@ -280,6 +286,7 @@ pub(crate) mod tests {
             exif_policy: ExifPolicy::Apply,
             alpha_policy: AlphaPolicy::CompositeWhite,
             backend: Backend::Pil,
+            do_normalize: true,
         }
     }
     pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];

@@ -222,6 +222,20 @@ impl<T: Element> Norm<T> {
         }
         Norm { lut: normalize_lut(mean, std, rescale, backend), affine: simd.then_some(affine) }
     }
+
+    /// Rescale without normalising (`do_normalize` off, Gemma 4's default): PIL
+    /// `f32(f64(v) · rescale)`, which is the normalisation with mean 0 and std 1 bit for bit;
+    /// torchvision `f32(v) · f32(rescale)` (a uint8 tensor times a Python float).
+    pub fn rescale_only(rescale: f64, backend: Backend) -> Self {
+        match backend {
+            Backend::Pil => Norm::new([0.0; 3], [1.0; 3], rescale, backend),
+            Backend::Torchvision if T::RAW => Norm::new([0.0; 3], [1.0; 3], rescale, backend),
+            Backend::Torchvision => {
+                let table = std::array::from_fn(|v| T::from_f32(v as f32 * rescale as f32));
+                Norm { lut: [table; 3], affine: None }
+            }
+        }
+    }
 }
 
 impl Norm<f32> {
@@ -386,6 +400,9 @@ pub enum Packing {
     Qwen { patch: usize, merge: usize, temporal: usize },
     /// Kimi K2.5: raster patches `(3, p, p)`, zero-padded (before normalisation) to `padded`.
     Kimi { patch: usize, padded_width: usize, padded_height: usize },
+    /// Gemma 4: raster patches `(p, p, 3)`, then rows of zeros (after normalisation) up to
+    /// `rows` patches.
+    Gemma4 { patch: usize, rows: usize },
 }
 
 impl Packing {
@@ -396,6 +413,7 @@ impl Packing {
             Packing::Kimi { patch, padded_width, padded_height } => {
                 (padded_height / patch) * (padded_width / patch) * 3 * patch * patch
             }
+            Packing::Gemma4 { patch, rows } => rows * 3 * patch * patch,
         }
     }
 }
@@ -456,6 +474,7 @@ impl Packing {
         match *self {
             Packing::Qwen { patch, merge, .. } => (patch * merge, self.len(rw, patch * merge)),
             Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
+            Packing::Gemma4 { patch, .. } => (patch, (rw / patch) * 3 * patch * patch),
         }
     }
 }
@@ -479,6 +498,7 @@ pub fn pack_band<T: Element>(
             pack_qwen_band::<T, 3>(buf, rw, patch, merge, temporal, norm, chunk, scratch)
         }
         Packing::Kimi { patch, .. } => pack_kimi_band(buf, rw, ch, patch, &norm.lut, chunk),
+        Packing::Gemma4 { patch, .. } => pack_gemma4_band(buf, rw, ch, patch, &norm.lut, chunk),
     }
 }
 
@@ -707,6 +727,34 @@ fn pack_kimi_band<T: Element>(
                     }
                 }
                 dst[real..].fill(MaybeUninit::new(lut_c[0]));
+            }
+        }
+    }
+}
+
+/// One row of Gemma 4 patches: `band` holds `p` rows of width `w` (`ch` channels), each patch
+/// `p` runs of `p` pixels kept interleaved. The bands after the image (an empty `band`) are
+/// its padding: zeros, as transformers pads after normalising.
+fn pack_gemma4_band<T: Element>(
+    band: &[u8],
+    w: usize,
+    ch: usize,
+    p: usize,
+    [l0, l1, l2]: &[[T; 256]; 3],
+    chunk: &mut [MaybeUninit<T>],
+) {
+    if band.is_empty() {
+        chunk.fill(MaybeUninit::new(T::default()));
+        return;
+    }
+    let stride = w * ch;
+    for (pc, patch) in chunk.chunks_exact_mut(3 * p * p).enumerate() {
+        for (y, dst) in patch.chunks_exact_mut(3 * p).enumerate() {
+            let src = &band[y * stride + pc * p * ch..][..p * ch];
+            for (d, px) in dst.chunks_exact_mut(3).zip(src.chunks_exact(ch)) {
+                d[0].write(l0[px[0] as usize]);
+                d[1].write(l1[px[1] as usize]);
+                d[2].write(l2[px[2] as usize]);
             }
         }
     }

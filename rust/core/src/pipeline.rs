@@ -38,6 +38,9 @@ impl Decoded<'_> {
 impl PixelKnobs {
     /// The normalisation of this layout's backend.
     pub fn norm<T: Element>(&self) -> Norm<T> {
+        if !self.do_normalize {
+            return Norm::rescale_only(self.rescale_factor, self.backend);
+        }
         Norm::new(self.image_mean, self.image_std, self.rescale_factor, self.backend)
     }
 }

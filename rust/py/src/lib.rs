@@ -135,7 +135,7 @@ impl LayoutCore {
     /// with the pixel knobs every family shares.
     #[new]
     #[pyo3(signature = (family, *, image_mean, image_std, rescale_factor, resize_compat, exif_policy, alpha_policy,
-                        backend="pil", **geometry))]
+                        backend="pil", do_normalize=true, **geometry))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -147,6 +147,7 @@ impl LayoutCore {
         exif_policy: &str,
         alpha_policy: &str,
         backend: &str,
+        do_normalize: bool,
         geometry: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let mut knobs = Vec::new();
@@ -162,6 +163,7 @@ impl LayoutCore {
             exif_policy: ExifPolicy::parse(exif_policy).py_err(py)?,
             alpha_policy: AlphaPolicy::parse(alpha_policy).py_err(py)?,
             backend: Backend::parse(backend).py_err(py)?,
+            do_normalize,
         };
         Ok(LayoutCore { knobs: Knobs::new(geometry, pixel).py_err(py)? })
     }
@@ -374,8 +376,10 @@ impl LayoutCore {
         check_threads(threads)?;
         let norm = self.norm(arithmetic)?;
         let knobs = self.knobs;
-        // Each row holds three channel planes of `block` values (Qwen: T·p², Kimi: p²).
-        let (block, row_shape) = (knobs.row_len() / 3, knobs.geometry.row_shape());
+        // Each row holds three channel planes of `block` values (Qwen: T·p², Kimi: p²), or
+        // interleaved channels: planes of one value (Gemma 4).
+        let block = if knobs.geometry.channels_last() { 1 } else { knobs.row_len() / 3 };
+        let row_shape = knobs.geometry.row_shape();
         let shape = values.shape().to_vec();
         if shape.len() != row_shape.len() + 1 || shape[1..] != row_shape[..] || !values.is_c_contiguous() {
             let msg = format!("values must be C-contiguous uint8 of shape [N, {row_shape:?}], got {shape:?}");

@@ -6,10 +6,12 @@ use crate::error::{layout, Result};
 use crate::layout::{ImageLayout, PixelKnobs};
 use crate::pack::Packing;
 
+pub mod gemma4;
 pub mod glm4v;
 pub mod kimi;
 pub mod qwen;
 
+pub use gemma4::Gemma4Geometry;
 pub use glm4v::GlmGeometry;
 pub use kimi::KimiGeometry;
 pub use qwen::QwenGeometry;
@@ -30,6 +32,10 @@ pub trait Family: Sized {
     fn packing(&self, l: &ImageLayout) -> Packing;
     /// Shape of one `pixel_values` row.
     fn row_shape(&self) -> Vec<usize>;
+    /// Whether a row's channels are interleaved (`(p, p, 3)`) rather than three planes.
+    fn channels_last(&self) -> bool {
+        false
+    }
 }
 
 /// Integer knobs by name, as a binding received them; each family takes the ones it reads,
@@ -109,6 +115,10 @@ macro_rules! families {
             pub fn row_shape(&self) -> Vec<usize> {
                 match self { $(Geometry::$variant(g) => g.row_shape()),+ }
             }
+
+            pub fn channels_last(&self) -> bool {
+                match self { $(Geometry::$variant(g) => g.channels_last()),+ }
+            }
         }
     };
 }
@@ -117,6 +127,7 @@ families! {
     Qwen(QwenGeometry),
     Kimi(KimiGeometry),
     Glm(GlmGeometry),
+    Gemma4(Gemma4Geometry),
 }
 
 #[cfg(test)]

@@ -1,0 +1,162 @@
+"""Gemma 4: `Gemma4ImageProcessor` (torchvision) and `Gemma4ImageProcessorPil` in
+transformers 5.24. An aspect-preserving resize to multiples of `pooling_kernel_size ·
+patch_size` within `max_soft_tokens · k²` patches, raster patches of `(p, p, 3)`, each image
+padded with zero rows (and position ids of -1) to that many patches; rescaled to [0, 1] and not
+normalised by default. The Rust side is `rust/core/src/families/gemma4.rs`. Video layouts
+(`Gemma4VideoProcessor`) are not supported yet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .._config import check_rest, common_pixel_keys
+from .._presets import COMMON
+from ..errors import LayoutError, show
+from ._base import Family, Tokenizer, positive_ints, three_floats
+
+if TYPE_CHECKING:
+    from .._core import ImageLayout, LayoutCore
+    from ..layout import Layout
+
+# (<|image>, <|image|>, <image|>): `Gemma4Config`'s boi_token_id, image_token_id and
+# eoi_token_id defaults (transformers 5.24 configuration_gemma4.py), which the released
+# google/gemma-4-* checkpoints keep.
+GEMMA4_IDS = (255999, 258880, 258882)
+# `Gemma4ImageProcessor`'s class defaults, which the released checkpoints' processor configs
+# keep: patch 16, 280 soft tokens, pooling 3, rescale only (mean 0, std 1).
+GEMMA4_IMAGE = {
+    "patch_size": 16,
+    "max_soft_tokens": 280,
+    "pooling_kernel_size": 3,
+    "image_mean": [0.0, 0.0, 0.0],
+    "image_std": [1.0, 1.0, 1.0],
+    "do_normalize": False,
+    **COMMON,
+    "backend": "torchvision",
+}
+_READ = ("patch_size", "max_soft_tokens", "pooling_kernel_size", "image_mean", "image_std", "do_normalize")
+
+
+class Gemma4(Family):
+    name = "gemma4"
+    presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {"gemma4": (GEMMA4_IMAGE, {})}
+    model_types: ClassVar[dict[str, str]] = {"gemma4": "gemma4"}
+    processor_types: ClassVar[dict[str, str]] = {
+        "Gemma4ImageProcessor": "gemma4",
+        "Gemma4ImageProcessorPil": "gemma4",
+    }
+    grid_key = "image_grid_thw"
+    channels_last = True
+
+    def read_config(
+        self,
+        cfg: dict[str, Any],
+        preset: Mapping[str, Any],
+        preset_video: Mapping[str, Any],
+        video_cfg: Mapping[str, Any] | None,
+        backend: str | None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        where = "preprocessor_config"
+        knobs = dict(preset)
+        for key in _READ:
+            if cfg.get(key) is not None:
+                knobs[key] = cfg[key]
+        common_pixel_keys(cfg, knobs, where)
+        # Gemma 4 sizes images from its patch budget: any `size` but None is refused here.
+        check_rest(cfg, {*_READ, "rescale_factor", "resample"}, where)
+        if backend is not None:
+            knobs["backend"] = backend
+        return knobs, dict(preset_video)
+
+    def max_image_rows(self, knobs: Mapping[str, Any]) -> int:
+        return int(knobs["max_soft_tokens"]) * int(knobs["pooling_kernel_size"]) ** 2
+
+    def image_rows(self, knobs: Mapping[str, Any], grid: tuple[int, int, int]) -> int:
+        # Every image is padded to the whole budget.
+        return self.max_image_rows(knobs)
+
+    def check_normalize(self, knobs: Mapping[str, Any]) -> None:
+        if knobs["do_normalize"]:
+            raise LayoutError(
+                "gemma4 with do_normalize: its padding rows are 0.0 after normalising, which uint8 "
+                "rows alone cannot tell from black patches; normalise with image_position_ids"
+            )
+
+    def video(
+        self, core: LayoutCore, model: str, video: Mapping[str, Any], n: int, w: int, h: int, fps: float
+    ) -> dict[str, Any]:
+        raise LayoutError(f"{model} video layouts are not supported yet")
+
+    def placeholder_text(self, model: str, n: int) -> str:
+        return f"<|image>{'<|image|>' * n}<image|>"
+
+    def placeholder_token_ids(self, model: str, n: int, tokenizer: Tokenizer | None) -> list[int]:
+        begin, image, end = GEMMA4_IDS
+        return [begin, *([image] * n), end]
+
+    def image_pad_token_id(self, model: str) -> int:
+        return GEMMA4_IDS[1]
+
+    def placeholder_length(self, layout: Layout, grid: tuple[int, int, int]) -> int:
+        k: int = layout.knobs["pooling_kernel_size"]
+        return grid[0] * grid[1] * grid[2] // (k * k)
+
+    def payload(self, image_layout: ImageLayout) -> dict[str, Any]:
+        return {"image_grid_thw": [list(image_layout.grid_thw)], "num_soft_tokens": image_layout.num_tokens}
+
+    def payload_grid(self, payload: Mapping[str, Any], vllm_modality: str | None) -> Any:
+        if not {"image_grid_thw"} <= set(payload) <= {"image_grid_thw", "num_soft_tokens"}:
+            raise LayoutError(
+                f"gemma4 payload keys must be image_grid_thw [, num_soft_tokens], got {sorted(payload)}"
+            )
+        n = payload.get("num_soft_tokens")
+        if n is not None and (type(n) is not int or n < 1):
+            raise LayoutError(f"num_soft_tokens must be a positive int, got {show(n)}")
+        return payload["image_grid_thw"]
+
+    def call_knobs(self, kw: Mapping[str, Any]) -> dict[str, Any] | None:
+        ints = positive_ints(kw, "patch_size", "max_soft_tokens", "pooling_kernel_size")
+        mean, std = three_floats(kw.get("image_mean")), three_floats(kw.get("image_std"))
+        normalize = kw.get("do_normalize") is True
+        if ints is None or (normalize and (mean is None or std is None)):
+            return None
+        if not normalize:  # unused: any value transformers accepted
+            mean, std = mean or [0.0] * 3, std or [1.0] * 3
+        return {**ints, "image_mean": mean, "image_std": std, "do_normalize": normalize}
+
+    def hf_outputs(self, layout: Layout, pixel_values: Any, grids: np.ndarray) -> dict[str, Any]:
+        """`Gemma4ImageProcessor`'s keys: `pixel_values` (images, max_patches, p·p·3),
+        `image_position_ids` ((x, y) of each patch, -1 for padding) and
+        `num_soft_tokens_per_image`."""
+        k = layout.knobs
+        rows = self.max_image_rows(k)
+        grids = np.asarray(grids, dtype=np.int64).reshape(-1, 3)
+        values = pixel_values
+        if isinstance(values, np.ndarray) and len(grids):
+            values = values.reshape(len(grids), rows, -1)
+        return {
+            "pixel_values": values,
+            "image_position_ids": position_ids(grids, rows),
+            "num_soft_tokens_per_image": [int(h * w) // k["pooling_kernel_size"] ** 2 for _, h, w in grids],
+        }
+
+    def rendered_grid(self, item: Mapping[str, Any]) -> tuple[int, int, int]:
+        """The grid a renderer's item implies: its position ids' extent."""
+        pos = np.asarray(item["image_position_ids"]).reshape(-1, 2)
+        real = pos[pos[:, 0] >= 0]
+        return (1, int(real[:, 1].max()) + 1, int(real[:, 0].max()) + 1) if len(real) else (1, 0, 0)
+
+
+def position_ids(grids: np.ndarray, rows: int) -> np.ndarray:
+    """int64 (images, rows, 2): each patch's (x, y) in raster order, then -1 rows."""
+    out = np.full((len(grids), rows, 2), -1, dtype=np.int64)
+    for i, (_, h, w) in enumerate(grids):
+        ys, xs = np.divmod(np.arange(h * w, dtype=np.int64), w)
+        out[i, : h * w, 0], out[i, : h * w, 1] = xs, ys
+    return out
+
+
+GEMMA4 = Gemma4()
