@@ -4,7 +4,8 @@
 
 For every preset whose reference runs here (Qwen2.5-VL and Qwen3-VL: `Qwen2VLImageProcessor`
 and its PIL twin; GLM-4.1V and GLM-4.6V: `Glm4vImageProcessor`, `Glm46VImageProcessor` and
-their PIL twins; Gemma 4: `Gemma4ImageProcessor` and `Gemma4ImageProcessorPil`), a 1024x1024
+their PIL twins; Gemma 4: `Gemma4ImageProcessor` and `Gemma4ImageProcessorPil`; Inkling:
+`InklingImageProcessor`, torchvision only), a 1024x1024
 photo and a 1280x720 screenshot, PIL image in, the processor's whole dict out (float32
 `pixel_values`; Gemma 4's position ids and token counts too): median times
 (`_common.interleaved_medians`) of the reference (torch.set_num_threads(1)) and of rawmm
@@ -26,6 +27,7 @@ from conftest import qwen_reference
 from rawmm.families import family
 from test_gemma4 import reference as gemma_reference
 from test_glm4v import reference as glm_reference
+from test_inkling import reference as inkling_reference
 
 MODELS = {
     "qwen2_5_vl": qwen_reference,
@@ -33,7 +35,10 @@ MODELS = {
     "glm4v": glm_reference,
     "glm46v": glm_reference,
     "gemma4": gemma_reference,
+    "inkling": inkling_reference,
 }
+#: Models whose transformers processor has no PIL twin.
+TORCHVISION_ONLY = {"inkling"}
 IMAGES = {"1024x1024 photo": photo(1024, 1024), "1280x720 screenshot": screenshot(1280, 720)}
 REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "5"))
 
@@ -51,7 +56,7 @@ def main() -> None:
     print("| model | image | backend | reference ms | rawmm ms | ratio | bit-exact |\n" + "|---" * 7 + "|")
     for model, make_reference in MODELS.items():
         for label, im in IMAGES.items():
-            for backend in ("torchvision", "pil"):
+            for backend in ("torchvision",) if model in TORCHVISION_ONLY else ("torchvision", "pil"):
                 layout = rawmm.Layout.preset(model, backend=backend)
                 ref = make_reference(layout)
                 want = ref(images=[im], return_tensors="np")

@@ -32,7 +32,8 @@ from .pixels import _pil_pixels, core_pixel_values
 # need torch. The PIL-backend class lives in `_hf_pil`.
 __all__ = ["register"]
 
-_BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
+# PIL.Image.Resampling's values of the filters rawmm reproduces.
+_RESAMPLE = {"bicubic": 3, "lanczos": 1}
 
 
 @functools.lru_cache(maxsize=64)
@@ -43,9 +44,10 @@ def _layout(model: str, backend: str, knobs: tuple[tuple[str, Any], ...]) -> Lay
     )
 
 
-def _is_bicubic(resample: Any) -> bool:
+def _is_filter(resample: Any, name: str) -> bool:
+    """Whether `resample` (PIL's int or enum, or torchvision's mode) is the filter `name`."""
     value = getattr(resample, "value", resample)
-    return value in (_BICUBIC, "bicubic") and not isinstance(value, bool)
+    return value in (_RESAMPLE[name], name) and not isinstance(value, bool)
 
 
 def fast_layout(backend: str, kw: dict[str, Any], model: str = "qwen2_5_vl") -> tuple[Layout, str] | None:
@@ -60,9 +62,13 @@ def fast_layout(backend: str, kw: dict[str, Any], model: str = "qwen2_5_vl") -> 
         dtype = "uint8"
     else:
         return None
-    if kw.get("do_resize") is not True or not _is_bicubic(kw.get("resample")):
+    fam = family(PRESETS[model][0])
+    resize = kw.get("do_resize")
+    if not (resize is True or (resize is None and not fam.resize_switch)):
         return None
-    knobs = family(PRESETS[model][0]).call_knobs(kw)
+    if not _is_filter(kw.get("resample"), fam.resample):
+        return None
+    knobs = fam.call_knobs(kw)
     if knobs is None or (dtype == "float32" and not normalize and "do_normalize" not in knobs):
         return None
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in knobs.items()))
@@ -158,6 +164,7 @@ CLASSES = {
     "Glm46VImageProcessorPil": ("glm46v.image_processing_pil_glm46v", "glm46v", "pil"),
     "Gemma4ImageProcessor": ("gemma4.image_processing_gemma4", "gemma4", "torchvision"),
     "Gemma4ImageProcessorPil": ("gemma4.image_processing_pil_gemma4", "gemma4", "pil"),
+    "InklingImageProcessor": ("inkling.image_processing_inkling", "inkling", "torchvision"),
 }
 
 
@@ -213,7 +220,13 @@ def _family_class(name: str) -> type:
 #: Model types whose image processor is `Qwen2VLImageProcessor` / `...Pil` in transformers 5.24.
 QWEN_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
 #: Other model types and their image processors' class prefix (GLM-4.5V is glm4v_moe).
-MODEL_TYPE_CLASSES = {"glm4v": "Glm4v", "glm4v_moe": "Glm4v", "glm46v": "Glm46V", "gemma4": "Gemma4"}
+MODEL_TYPE_CLASSES = {
+    "glm4v": "Glm4v",
+    "glm4v_moe": "Glm4v",
+    "glm46v": "Glm46V",
+    "gemma4": "Gemma4",
+    "inkling_mm_model": "Inkling",
+}
 
 
 def register() -> None:
@@ -237,7 +250,9 @@ def register() -> None:
             )
             AutoVideoProcessor.register(config_class, video, exist_ok=True)
     for model_type, prefix in MODEL_TYPE_CLASSES.items():
-        own = {"pil": _family_class(prefix + "ImageProcessorPil")}
+        own = {}
+        if prefix + "ImageProcessorPil" in CLASSES:
+            own["pil"] = _family_class(prefix + "ImageProcessorPil")
         if is_torchvision_available():
             own["torchvision"] = _family_class(prefix + "ImageProcessor")
         config_class = type(AutoConfig.for_model(model_type))

@@ -40,5 +40,8 @@ INT_KNOBS = {
     "pooling_kernel_size",
 }
 BOOL_KNOBS = {"do_normalize"}
+#: Knobs that may be None.
+OPTIONAL_INT_KNOBS = {"fixed_output_tokens", "rescale_image_max_upscaled_long_edge"}
+OPTIONAL_FLOAT_KNOBS = {"rescale_image_frac"}
 FLOAT3_KNOBS = {"image_mean", "image_std"}
 STR_KNOBS = {"resample", "resize_compat", "exif_policy", "alpha_policy", "backend"}

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     Glm46VImageProcessorPil = Qwen2VLImageProcessorPil
     Gemma4ImageProcessor = Qwen2VLImageProcessorPil
     Gemma4ImageProcessorPil = Qwen2VLImageProcessorPil
+    InklingImageProcessor = Qwen2VLImageProcessorPil
 
 __all__ = [
     "Gemma4ImageProcessor",
@@ -39,6 +40,7 @@ __all__ = [
     "Glm46VImageProcessor",
     "Glm46VImageProcessorPil",
     "ImageProcessor",
+    "InklingImageProcessor",
     "KimiK25ImageProcessor",
     "KimiK25Processor",
     "Qwen2VLImageProcessor",
@@ -56,6 +58,7 @@ _LAZY = {
     "Glm4vImageProcessorPil",
     "Glm46VImageProcessor",
     "Glm46VImageProcessorPil",
+    "InklingImageProcessor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",
@@ -76,6 +79,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'rawmm.hf' has no attribute {name!r}")
 
 
+_OWN_KNOBS = {
+    "max_soft_tokens",
+    "pooling_kernel_size",
+    "do_normalize",
+    "rescale_image_frac",
+    "rescale_image_max_upscaled_long_edge",
+}
+
+
 class ImageProcessor:
     """Returns the same dict as the transformers processor of the layout's backend
     (`Qwen2VLImageProcessor` for "torchvision", `Qwen2VLImageProcessorPil` for "pil") or
@@ -93,21 +105,18 @@ class ImageProcessor:
         self.image_std: list[float] = list(k["image_std"])
         self.rescale_factor: float = k["rescale_factor"]
         self.resample = 3  # PIL.Image.BICUBIC
+        self.model_input_names = list(family(layout.family).model_input_names)
         if layout.family == "kimi_k25":
             self.merge_kernel_size: int = k["merge_kernel_size"]
-            self.model_input_names = ["pixel_values", "grid_thws"]
-        elif layout.family == "gemma4":
-            self.max_soft_tokens: int = k["max_soft_tokens"]
-            self.pooling_kernel_size: int = k["pooling_kernel_size"]
-            self.do_normalize: bool = k["do_normalize"]
-            self.model_input_names = ["pixel_values", "image_position_ids", "num_soft_tokens_per_image"]
-        else:
+        elif "merge_size" in k:
             self.merge_size: int = k["merge_size"]
             self.temporal_patch_size: int = k["temporal_patch_size"]
             self.min_pixels: int = k["min_pixels"]
             self.max_pixels: int = k["max_pixels"]
             self.size = {"shortest_edge": k["min_pixels"], "longest_edge": k["max_pixels"]}
-            self.model_input_names = ["pixel_values", "image_grid_thw"]
+        else:  # the family's own knobs, named as its processor names them
+            for name in _OWN_KNOBS & set(k):
+                setattr(self, name, k[name])
 
     @classmethod
     def from_pretrained(

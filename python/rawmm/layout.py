@@ -18,7 +18,14 @@ import numpy.typing as npt
 
 from . import _core
 from ._config import read_config
-from ._presets import BACKENDS, BOOL_KNOBS, FLOAT3_KNOBS, INT_KNOBS, LEGACY_BACKEND
+from ._presets import (
+    BACKENDS,
+    BOOL_KNOBS,
+    FLOAT3_KNOBS,
+    INT_KNOBS,
+    OPTIONAL_FLOAT_KNOBS,
+    OPTIONAL_INT_KNOBS,
+)
 from .errors import LayoutError
 from .families import PRESETS, Family, Tokenizer, family
 from .pixels import PixelValues, _check_options, pixel_values, to_array
@@ -50,7 +57,7 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
     if not fam.has_backend and "backend" in knobs:
         raise LayoutError(f"{fam.name} has no backend knob: {fam.no_backend_reason}")
     if fam.has_backend and "backend" not in knobs:
-        knobs = {**knobs, "backend": LEGACY_BACKEND}
+        knobs = {**knobs, "backend": fam.default_backend}
     missing, unknown = expected - set(knobs), set(knobs) - expected
     if missing or unknown:
         raise LayoutError(f"{fam.name} knobs: missing {sorted(missing)}, unknown {sorted(unknown)}")
@@ -68,10 +75,12 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(v, bool | np.bool_):
                 raise LayoutError(f"{key} must be a bool, got {v!r}")
             out[key] = bool(v)
-        elif key == "fixed_output_tokens":
+        elif key in OPTIONAL_INT_KNOBS:
             if v is not None and not _is_int(v):
-                raise LayoutError(f"fixed_output_tokens must be an int or None, got {v!r}")
+                raise LayoutError(f"{key} must be an int or None, got {v!r}")
             out[key] = None if v is None else int(v)
+        elif key in OPTIONAL_FLOAT_KNOBS:
+            out[key] = None if v is None else _as_float(key, v)
         elif key in FLOAT3_KNOBS:
             if isinstance(v, str | bytes) or not isinstance(v, Iterable):
                 raise LayoutError(f"{key} must be three numbers, got {v!r}")
@@ -84,8 +93,8 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
         else:
             if not isinstance(v, str):
                 raise LayoutError(f"{key} must be a string, got {v!r}")
-            if key == "resample" and v != "bicubic":
-                raise LayoutError(f"resample must be 'bicubic' in v1, got {v!r}")
+            if key == "resample" and v != fam.resample:
+                raise LayoutError(f"resample must be {fam.resample!r} for {fam.name}, got {v!r}")
             if key == "backend" and v not in BACKENDS:
                 raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {v!r}")
             out[key] = v

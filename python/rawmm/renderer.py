@@ -133,7 +133,7 @@ def attach_refs(
     for i, (item, holder, part) in enumerate(zip(items, holders, parts, strict=True)):
         d = adapter.describe(_part_source(part), store=store)
         grid = family(adapter.layout.family).rendered_grid(item)
-        if grid != d.grid_thw:
+        if grid is not None and grid != d.grid_thw:
             raise LayoutError(
                 f"image {i}: rendered grid {list(grid)} differs from the described {list(d.grid_thw)} "
                 "(a renderer that ignores EXIF needs a layout with exif_policy='ignore')"

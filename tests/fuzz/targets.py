@@ -90,7 +90,7 @@ class Context:
         )
 
 
-_LAYOUTS = {name: Layout.preset(name) for name in ("qwen2_5_vl", "kimi_k25", "glm46v", "gemma4")}
+_LAYOUTS = {name: Layout.preset(name) for name in ("qwen2_5_vl", "kimi_k25", "glm46v", "gemma4", "inkling")}
 _ADAPTERS = [adapter_for(layout) for layout in _LAYOUTS.values()]
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from .._presets import LEGACY_BACKEND
+
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
     from ..layout import Layout
@@ -46,15 +48,25 @@ class Family:
     #: preprocessor_config.json `image_processor_type` → preset name, for classes that name one
     #: preset unambiguously (Qwen2-VL's class serves four presets with different videos).
     processor_types: ClassVar[dict[str, str]] = {}
-    #: Whether the family has transformers' two backends (the "backend" knob), and if not, why.
+    #: Whether the family has the "backend" knob, and if not, why.
     has_backend: ClassVar[bool] = True
     no_backend_reason: ClassVar[str] = ""
+    #: The backend a knob set without one means: "pil" for the families whose layouts predate
+    #: the knob (their fingerprints, `_presets.LEGACY_BACKEND`), the preset's for later ones.
+    default_backend: ClassVar[str] = LEGACY_BACKEND
+    #: The resample filter of its processor (the "resample" knob's only value).
+    resample: ClassVar[str] = "bicubic"
+    #: Whether its processor's `do_resize` must be on (False: its processor has no such switch,
+    #: and leaves it None).
+    resize_switch: ClassVar[bool] = True
     #: vLLM's modality of an item, where it is not "image".
     vllm_modality: ClassVar[str | None] = None
     #: The modality renderers' features carry.
     feature_modality: ClassVar[str] = "image"
     #: The payload key of an image's grid, as the family's processor names it.
     grid_key: ClassVar[str]
+    #: The keys of its processor's output.
+    model_input_names: ClassVar[tuple[str, ...]] = ("pixel_values", "image_grid_thw")
     #: Whether a `pixel_values` row interleaves its channels (`(p, p, 3)`) rather than holding
     #: three channel planes.
     channels_last: ClassVar[bool] = False
@@ -136,6 +148,7 @@ class Family:
         """The family's transformers processor dict for a batch's rows and grids."""
         return {"pixel_values": pixel_values, self.grid_key: grids}
 
-    def rendered_grid(self, item: Mapping[str, Any]) -> tuple[int, int, int]:
-        """The grid of an item a renderer emitted with the family's processor output."""
+    def rendered_grid(self, item: Mapping[str, Any]) -> tuple[int, int, int] | None:
+        """The grid of an item a renderer emitted with the family's processor output (None
+        when the item does not tell)."""
         return tuple(int(v) for v in np.asarray(item[self.grid_key]).reshape(-1)[:3])  # type: ignore[return-value]

@@ -49,7 +49,9 @@ class Gemma4(Family):
         "Gemma4ImageProcessorPil": "gemma4",
     }
     grid_key = "image_grid_thw"
+    model_input_names = ("pixel_values", "image_position_ids", "num_soft_tokens_per_image")
     channels_last = True
+    default_backend = "torchvision"
 
     def read_config(
         self,

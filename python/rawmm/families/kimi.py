@@ -60,6 +60,7 @@ class KimiK25(Family):
     vllm_modality = "vision_chunk"
     feature_modality = "vision_chunk"
     grid_key = "grid_thws"
+    model_input_names = ("pixel_values", "grid_thws")
 
     def check_video(self, video: Mapping[str, Any]) -> None:
         if video["in_patch_limit_video"] is not None or video["max_num_frames_each_video"] is not None:

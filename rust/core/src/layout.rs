@@ -33,11 +33,13 @@ pub enum Backend {
     Pil,
 }
 
-/// Whose BICUBIC a resize reproduces: Pillow's (in one of its pass orders) or torch's.
+/// Which resize a layout reproduces: Pillow's BICUBIC (in one of its pass orders), torch's
+/// uint8 antialiased bicubic, or torch's uint8 Lanczos-3 (`_upsample_lanczos2d_aa`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resample {
     Pillow(ResizeCompat),
     Torch,
+    TorchLanczos,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,11 @@ impl Knobs {
         self.geometry.family()
     }
 
+    /// The resize this layout runs.
+    pub fn resample(&self) -> Resample {
+        self.geometry.resample(&self.pixel).0
+    }
+
     /// The `rawmm-layout:v1` text (hashing.md §5.1): `key=CJSON(value)` pairs sorted by key.
     pub fn fingerprint_text(&self) -> String {
         let floats = |v: &[f64; 3]| format!("[{}]", v.map(py_float_repr).join(","));
@@ -162,7 +169,7 @@ impl Knobs {
             ("exif_policy", quoted(p.exif_policy.as_str())),
             ("image_mean", floats(&p.image_mean)),
             ("image_std", floats(&p.image_std)),
-            ("resample", quoted("bicubic")),
+            ("resample", quoted(self.geometry.resample(p).1)),
             ("rescale_factor", py_float_repr(p.rescale_factor)),
             ("resize_compat", quoted(p.resize_compat.as_str())),
         ];

@@ -192,6 +192,9 @@ unsafe fn ssse3_deinterleave3(src: &[u8]) -> [[u8; 16]; 3] {
 pub struct Norm<T> {
     pub lut: [[T; 256]; 3],
     affine: Option<Affine>,
+    /// Each channel's value for a float −1.0 input in torchvision's fused arithmetic
+    /// `(−1 − m) / s`: Inkling's tile padding, filled before normalising.
+    pub minus_one: [T; 3],
 }
 
 /// `(x − mean) / std` in f32, with `x = f32(f64(v) · rescale)` (PIL backend) or `x = f32(v)`
@@ -216,11 +219,13 @@ impl<T: Element> Norm<T> {
         let simd = std::is_x86_feature_detected!("avx2");
         #[cfg(not(target_arch = "x86_64"))]
         let simd = false;
+        let minus_one =
+            std::array::from_fn(|c| T::from_f32((-1.0 - affine_tv(mean, rescale)[c]) / affine_tv(std, rescale)[c]));
         if T::RAW {
             let identity = std::array::from_fn(|v| T::from_f32(v as f32));
-            return Norm { lut: [identity; 3], affine: None };
+            return Norm { lut: [identity; 3], affine: None, minus_one: [T::default(); 3] };
         }
-        Norm { lut: normalize_lut(mean, std, rescale, backend), affine: simd.then_some(affine) }
+        Norm { lut: normalize_lut(mean, std, rescale, backend), affine: simd.then_some(affine), minus_one }
     }
 
     /// Rescale without normalising (`do_normalize` off, Gemma 4's default): PIL
@@ -232,7 +237,7 @@ impl<T: Element> Norm<T> {
             Backend::Torchvision if T::RAW => Norm::new([0.0; 3], [1.0; 3], rescale, backend),
             Backend::Torchvision => {
                 let table = std::array::from_fn(|v| T::from_f32(v as f32 * rescale as f32));
-                Norm { lut: [table; 3], affine: None }
+                Norm { lut: [table; 3], affine: None, minus_one: [T::from_f32(-(rescale as f32)); 3] }
             }
         }
     }
@@ -252,8 +257,13 @@ impl Norm<f32> {
                 *x = v as f32 * w + b;
             }
         }
-        Norm { lut, affine: None }
+        Norm { lut, affine: None, minus_one: [0.0; 3] }
     }
+}
+
+/// transformers' fused mean or std: `f32(v) · f32(1 / rescale)`.
+fn affine_tv(v: [f64; 3], rescale: f64) -> [f32; 3] {
+    v.map(|x| x as f32 * (1.0 / rescale) as f32)
 }
 
 /// The uint8 wire format back to float32 `pixel_values`, bit-identical to the pipeline's own
@@ -403,6 +413,9 @@ pub enum Packing {
     /// Gemma 4: raster patches `(p, p, 3)`, then rows of zeros (after normalisation) up to
     /// `rows` patches.
     Gemma4 { patch: usize, rows: usize },
+    /// Inkling: raster tiles `(2, p, p, 3)` (the tile twice) over `padded`, the area outside the
+    /// image −1.0 before normalisation.
+    Inkling { patch: usize, padded_width: usize, padded_height: usize },
 }
 
 impl Packing {
@@ -414,6 +427,9 @@ impl Packing {
                 (padded_height / patch) * (padded_width / patch) * 3 * patch * patch
             }
             Packing::Gemma4 { patch, rows } => rows * 3 * patch * patch,
+            Packing::Inkling { patch, padded_width, padded_height } => {
+                (padded_height / patch) * (padded_width / patch) * 6 * patch * patch
+            }
         }
     }
 }
@@ -475,6 +491,7 @@ impl Packing {
             Packing::Qwen { patch, merge, .. } => (patch * merge, self.len(rw, patch * merge)),
             Packing::Kimi { patch, padded_width, .. } => (patch, (padded_width / patch) * 3 * patch * patch),
             Packing::Gemma4 { patch, .. } => (patch, (rw / patch) * 3 * patch * patch),
+            Packing::Inkling { patch, padded_width, .. } => (patch, (padded_width / patch) * 6 * patch * patch),
         }
     }
 }
@@ -499,6 +516,7 @@ pub fn pack_band<T: Element>(
         }
         Packing::Kimi { patch, .. } => pack_kimi_band(buf, rw, ch, patch, &norm.lut, chunk),
         Packing::Gemma4 { patch, .. } => pack_gemma4_band(buf, rw, ch, patch, &norm.lut, chunk),
+        Packing::Inkling { patch, .. } => pack_inkling_band(buf, rw, ch, patch, norm, chunk),
     }
 }
 
@@ -757,6 +775,47 @@ fn pack_gemma4_band<T: Element>(
                 d[2].write(l2[px[2] as usize]);
             }
         }
+    }
+}
+
+/// One row of Inkling tiles: `band` holds up to `p` rows of width `w` (`ch` channels); each
+/// tile's `p` rows of `p` pixels, interleaved, outside the image `norm.minus_one`, then the
+/// same `(p, p, 3)` block again (temporal 2).
+fn pack_inkling_band<T: Element>(
+    band: &[u8],
+    w: usize,
+    ch: usize,
+    p: usize,
+    norm: &Norm<T>,
+    chunk: &mut [MaybeUninit<T>],
+) {
+    let [l0, l1, l2] = &norm.lut;
+    let stride = w * ch;
+    let rows = band.len() / stride.max(1);
+    let block = 3 * p * p;
+    for (pc, tile) in chunk.chunks_exact_mut(2 * block).enumerate() {
+        let (first, second) = tile.split_at_mut(block);
+        let x0 = pc * p;
+        let real = w.saturating_sub(x0).min(p);
+        for (y, dst) in first.chunks_exact_mut(3 * p).enumerate() {
+            let n = if y < rows { real } else { 0 };
+            let (inside, outside) = dst.split_at_mut(3 * n);
+            if n > 0 {
+                let src = &band[y * stride + x0 * ch..][..n * ch];
+                for (d, px) in inside.chunks_exact_mut(3).zip(src.chunks_exact(ch)) {
+                    d[0].write(l0[px[0] as usize]);
+                    d[1].write(l1[px[1] as usize]);
+                    d[2].write(l2[px[2] as usize]);
+                }
+            }
+            for d in outside.chunks_exact_mut(3) {
+                for (slot, &v) in d.iter_mut().zip(&norm.minus_one) {
+                    slot.write(v);
+                }
+            }
+        }
+        // `first` is fully written above.
+        second.copy_from_slice(first);
     }
 }
 

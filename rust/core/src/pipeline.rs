@@ -64,6 +64,7 @@ impl Knobs {
     /// Processes `images` independently and concatenates them in order. `threads`: None = the
     /// global rayon pool (all cores), Some(1) = this thread only, Some(n) = a cached n-thread pool.
     pub fn pixel_values<T: Element>(&self, images: &[Decoded], threads: Option<usize>) -> Result<PixelValues<T>> {
+        self.check_element::<T>()?;
         let (layouts, lens) = self.batch_layouts(images)?;
         let total: usize = lens.iter().sum();
         let mut values = crate::mem::with_capacity(total);
@@ -81,6 +82,7 @@ impl Knobs {
         threads: Option<usize>,
         out: &mut [T],
     ) -> Result<Vec<ImageLayout>> {
+        self.check_element::<T>()?;
         let (layouts, lens) = self.batch_layouts(images)?;
         let total: usize = lens.iter().sum();
         if out.len() != total {
@@ -90,6 +92,13 @@ impl Knobs {
         let out = unsafe { &mut *(out as *mut [T] as *mut [std::mem::MaybeUninit<T>]) };
         self.pack_batch(images, &layouts, &lens, out, threads)?;
         Ok(layouts)
+    }
+
+    fn check_element<T: Element>(&self) -> Result<()> {
+        if T::RAW && !self.geometry.raw_rows() {
+            return Err(Error::Layout(format!("{} has no uint8 rows", self.family())));
+        }
+        Ok(())
     }
 
     /// Each image's layout and output length, validated before any pixel work.
@@ -134,7 +143,7 @@ impl Knobs {
                     resized_width: l.resized_width as usize,
                     resized_height: l.resized_height as usize,
                 };
-                pack_image(&job, self.packing(l), &norm, self.pixel.resample(), out, parallel);
+                pack_image(&job, self.packing(l), &norm, self.resample(), out, parallel);
             };
             if parallel {
                 images.par_iter().zip(layouts.par_iter().zip(slices.into_par_iter())).for_each(one);
@@ -179,9 +188,10 @@ impl Knobs {
         out: &mut [std::mem::MaybeUninit<T>],
         threads: Option<usize>,
     ) -> Option<()> {
+        self.check_element::<T>().ok()?;
         let (w, h) = rows.size();
         let (rw, rh) = (layout.resized_width as usize, layout.resized_height as usize);
-        let resample = self.pixel.resample();
+        let resample = self.resample();
         if crate::resample::vertical_first(resample, w, h, rw, rh) {
             return None;
         }
@@ -263,7 +273,7 @@ impl Knobs {
                 resized_height: rh,
             })
             .collect();
-        let resample = self.pixel.resample();
+        let resample = self.resample();
         let (per_unit, units) = match self.geometry {
             Geometry::Qwen(g) => {
                 let (p, m, t) = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);

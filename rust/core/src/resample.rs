@@ -43,6 +43,25 @@ fn torch_cubic(x: f64) -> f64 {
     }
 }
 
+/// Lanczos-3 (`sinc(x)·sinc(x/3)` on |x| < 3), as Pillow's `lanczos_filter` computes it, which
+/// torch's uint8 `_upsample_lanczos2d_aa` matches (the taps are then quantised as for bicubic).
+#[inline]
+fn lanczos3(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let px = x * std::f64::consts::PI;
+            px.sin() / px
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
 /// Quantised taps for one axis: output `i` reads `count[i]` inputs from `lo[i]`, with taps
 /// `taps[i * ksize ..][.. count[i]]`; `(Σ src·tap + round) >> precision`, clamped to u8.
 #[derive(Debug, Clone)]
@@ -75,17 +94,25 @@ impl Coeffs {
 
     /// The taps of `resample`.
     pub fn of(resample: Resample, n_in: usize, n_out: usize) -> Coeffs {
-        Coeffs::build(n_in, n_out, resample == Resample::Torch)
+        match resample {
+            Resample::Pillow(_) => Coeffs::build(n_in, n_out, false),
+            Resample::Torch => Coeffs::build(n_in, n_out, true),
+            Resample::TorchLanczos => Coeffs::build_with(n_in, n_out, true, lanczos3, 3.0),
+        }
     }
 
     fn build(n_in: usize, n_out: usize, torch: bool) -> Coeffs {
+        Coeffs::build_with(n_in, n_out, torch, if torch { torch_cubic } else { pillow_cubic }, 2.0)
+    }
+
+    /// Taps of `filter`, nonzero on `(-radius, radius)`.
+    fn build_with(n_in: usize, n_out: usize, torch: bool, filter: fn(f64) -> f64, radius: f64) -> Coeffs {
         assert!(n_in > 0 && n_out > 0);
         let scale = n_in as f64 / n_out as f64;
         let fs = scale.max(1.0);
-        let support = 2.0 * fs;
+        let support = radius * fs;
         let ksize = support.ceil() as usize * 2 + 1;
         let inv = 1.0 / fs;
-        let filter = if torch { torch_cubic } else { pillow_cubic };
         let mut lo = Vec::with_capacity(n_out);
         let mut count = Vec::with_capacity(n_out);
         let mut weights = vec![0f64; n_out * ksize];

@@ -8,7 +8,7 @@ use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUnty
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use rawmm_core::families::KnobValues;
+use rawmm_core::families::{Knob, KnobValues};
 use rawmm_core::layout::{
     self as core_layout, AlphaPolicy, Backend, ExifPolicy, Geometry, Knobs, PixelKnobs, Resample, ResizeCompat,
 };
@@ -152,7 +152,11 @@ impl LayoutCore {
     ) -> PyResult<Self> {
         let mut knobs = Vec::new();
         for (k, v) in geometry.into_iter().flat_map(|d| d.iter()) {
-            knobs.push((k.extract::<String>()?, v.extract::<Option<i64>>()?));
+            let value = match v.extract::<Option<i64>>() {
+                Ok(i) => i.map(Knob::Int),
+                Err(_) => Some(Knob::Float(v.extract::<f64>()?)),
+            };
+            knobs.push((k.extract::<String>()?, value));
         }
         let geometry = Geometry::from_knobs(family, KnobValues::new(knobs)).py_err(py)?;
         let pixel = PixelKnobs {
@@ -627,7 +631,7 @@ fn video_dict(py: Python<'_>, v: video::VideoLayout) -> PyResult<Bound<'_, PyDic
 
 /// Pillow- or torch-exact BICUBIC on a C-contiguous uint8 (H, W, C) array.
 #[pyfunction]
-#[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None, backend="pil"))]
+#[pyo3(signature = (array, width, height, resize_compat="pillow13", threads=None, backend="pil", filter="bicubic"))]
 #[allow(clippy::too_many_arguments)]
 fn resize_bicubic<'py>(
     py: Python<'py>,
@@ -637,11 +641,17 @@ fn resize_bicubic<'py>(
     resize_compat: &str,
     threads: Option<usize>,
     backend: &str,
+    filter: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let compat = ResizeCompat::parse(resize_compat).py_err(py)?;
-    let resample = match Backend::parse(backend).py_err(py)? {
-        Backend::Pil => Resample::Pillow(compat),
-        Backend::Torchvision => Resample::Torch,
+    let resample = match (Backend::parse(backend).py_err(py)?, filter) {
+        (Backend::Pil, "bicubic") => Resample::Pillow(compat),
+        (Backend::Torchvision, "bicubic") => Resample::Torch,
+        (Backend::Torchvision, "lanczos") => Resample::TorchLanczos,
+        _ => {
+            let msg = format!("filter must be 'bicubic', or 'lanczos' with the torchvision backend, got {filter:?}");
+            return Err(to_py(py, Error::Layout(msg)));
+        }
     };
     let (w_out, h_out) = (positive(py, "width", width)? as usize, positive(py, "height", height)? as usize);
     let s = array.shape().to_vec();

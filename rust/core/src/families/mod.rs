@@ -3,16 +3,18 @@
 //! implementing `Family` plus one line there.
 
 use crate::error::{layout, Result};
-use crate::layout::{ImageLayout, PixelKnobs};
+use crate::layout::{ImageLayout, PixelKnobs, Resample};
 use crate::pack::Packing;
 
 pub mod gemma4;
 pub mod glm4v;
+pub mod inkling;
 pub mod kimi;
 pub mod qwen;
 
 pub use gemma4::Gemma4Geometry;
 pub use glm4v::GlmGeometry;
+pub use inkling::InklingGeometry;
 pub use kimi::KimiGeometry;
 pub use qwen::QwenGeometry;
 
@@ -36,25 +38,61 @@ pub trait Family: Sized {
     fn channels_last(&self) -> bool {
         false
     }
+    /// Whether uint8 rows (the resized bytes before normalising) exist for this family.
+    fn raw_rows(&self) -> bool {
+        true
+    }
+    /// The resize this family's processor runs (BICUBIC of the layout's backend by default),
+    /// and its name in the fingerprint.
+    fn resample(&self, pixel: &PixelKnobs) -> (Resample, &'static str) {
+        (pixel.resample(), "bicubic")
+    }
 }
 
-/// Integer knobs by name, as a binding received them; each family takes the ones it reads,
+/// A geometry knob's value: most are integers, a few (Inkling's pre-scale) floats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Knob {
+    Int(i64),
+    Float(f64),
+}
+
+impl From<i64> for Knob {
+    fn from(v: i64) -> Self {
+        Knob::Int(v)
+    }
+}
+
+/// Geometry knobs by name, as a binding received them; each family takes the ones it reads,
 /// and any left over is an error.
 #[derive(Debug, Default)]
-pub struct KnobValues(std::collections::BTreeMap<String, Option<i64>>);
+pub struct KnobValues(std::collections::BTreeMap<String, Option<Knob>>);
 
 impl KnobValues {
-    pub fn new(knobs: impl IntoIterator<Item = (String, Option<i64>)>) -> Self {
-        KnobValues(knobs.into_iter().collect())
+    pub fn new<K: Into<Knob>>(knobs: impl IntoIterator<Item = (String, Option<K>)>) -> Self {
+        KnobValues(knobs.into_iter().map(|(k, v)| (k, v.map(Into::into))).collect())
     }
 
-    /// An optional knob (absent or None), which must be positive when given.
+    /// An optional integer knob (absent or None), which must be positive when given.
     pub fn optional(&mut self, name: &str) -> Result<Option<u64>> {
         match self.0.remove(name).flatten() {
             None => Ok(None),
-            Some(v) if v >= 1 => Ok(Some(v as u64)),
-            Some(v) => layout(format!("{name} must be positive, got {v}")),
+            Some(Knob::Int(v)) if v >= 1 => Ok(Some(v as u64)),
+            Some(Knob::Int(v)) => layout(format!("{name} must be positive, got {v}")),
+            Some(Knob::Float(v)) => layout(format!("{name} must be an int, got {v}")),
         }
+    }
+
+    /// An optional float knob (an int is taken as its float), finite and positive when given.
+    pub fn optional_float(&mut self, name: &str) -> Result<Option<f64>> {
+        let v = match self.0.remove(name).flatten() {
+            None => return Ok(None),
+            Some(Knob::Int(v)) => v as f64,
+            Some(Knob::Float(v)) => v,
+        };
+        if !(v.is_finite() && v > 0.0) {
+            return layout(format!("{name} must be a positive finite number, got {v}"));
+        }
+        Ok(Some(v))
     }
 
     /// A required knob, positive.
@@ -119,6 +157,14 @@ macro_rules! families {
             pub fn channels_last(&self) -> bool {
                 match self { $(Geometry::$variant(g) => g.channels_last()),+ }
             }
+
+            pub fn raw_rows(&self) -> bool {
+                match self { $(Geometry::$variant(g) => g.raw_rows()),+ }
+            }
+
+            pub fn resample(&self, pixel: &PixelKnobs) -> (Resample, &'static str) {
+                match self { $(Geometry::$variant(g) => g.resample(pixel)),+ }
+            }
         }
     };
 }
@@ -128,6 +174,7 @@ families! {
     Kimi(KimiGeometry),
     Glm(GlmGeometry),
     Gemma4(Gemma4Geometry),
+    Inkling(InklingGeometry),
 }
 
 #[cfg(test)]
