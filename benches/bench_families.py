@@ -5,7 +5,8 @@
 For every preset whose reference runs here (Qwen2.5-VL and Qwen3-VL: `Qwen2VLImageProcessor`
 and its PIL twin; GLM-4.1V and GLM-4.6V: `Glm4vImageProcessor`, `Glm46VImageProcessor` and
 their PIL twins; Gemma 4: `Gemma4ImageProcessor` and `Gemma4ImageProcessorPil`; Inkling:
-`InklingImageProcessor`, torchvision only), a 1024x1024
+`InklingImageProcessor` and NemotronH Omni: `NemotronH_Omni_Reasoning_V3ImageProcessor`,
+torchvision only), a 1024x1024
 photo and a 1280x720 screenshot, PIL image in, the processor's whole dict out (float32
 `pixel_values`; Gemma 4's position ids and token counts too): median times
 (`_common.interleaved_medians`) of the reference (torch.set_num_threads(1)) and of rawmm
@@ -28,6 +29,7 @@ from rawmm.families import family
 from test_gemma4 import reference as gemma_reference
 from test_glm4v import reference as glm_reference
 from test_inkling import reference as inkling_reference
+from test_nemotron import reference as nemotron_reference
 
 MODELS = {
     "qwen2_5_vl": qwen_reference,
@@ -36,9 +38,10 @@ MODELS = {
     "glm46v": glm_reference,
     "gemma4": gemma_reference,
     "inkling": inkling_reference,
+    "nemotron_h_omni": nemotron_reference,
 }
 #: Models whose transformers processor has no PIL twin.
-TORCHVISION_ONLY = {"inkling"}
+TORCHVISION_ONLY = {"inkling", "nemotron_h_omni"}
 IMAGES = {"1024x1024 photo": photo(1024, 1024), "1280x720 screenshot": screenshot(1280, 720)}
 REPEAT = int(os.environ.get("RAWMM_BENCH_REPEAT", "5"))
 

@@ -12,7 +12,7 @@ from rawmm.families import FAMILIES, MODEL_TYPES, PRESETS, family
 
 
 def test_every_preset_is_served_by_its_registered_family() -> None:
-    assert set(FAMILIES) == {"qwen_vl", "kimi_k25", "glm4v", "gemma4", "inkling"}
+    assert set(FAMILIES) == {"qwen_vl", "kimi_k25", "glm4v", "gemma4", "inkling", "nemotron_h_omni"}
     for model, (name, knobs, _) in PRESETS.items():
         layout = Layout.preset(model)
         fam = family(name)

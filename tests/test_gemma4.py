@@ -138,8 +138,8 @@ def test_knobs_are_checked() -> None:
         Layout.preset("gemma4", do_normalize=1)
     with pytest.raises(LayoutError, match="unknown"):
         Layout.preset("qwen3_vl", do_normalize=False)  # a knob only Gemma 4 has
-    with pytest.raises(LayoutError, match="video layouts are not supported"):
-        Layout.preset("gemma4").video(8, 640, 480)
+    with pytest.raises(LayoutError, match="video image_mean must be three numbers"):
+        Layout.preset("gemma4", video={"image_mean": "zero"})
     # Rescale only and normalising with mean 0, std 1 are different layouts on torchvision.
     a = Layout.preset("gemma4")
     b = a.replace(do_normalize=True)
@@ -155,6 +155,12 @@ def test_configs_and_family_detection(tmp_path: Path) -> None:
     assert Layout.from_preprocessor_config(cfg, backend="pil") == Layout.preset("gemma4", backend="pil")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma4"}))
     assert Layout.from_preprocessor_config(tmp_path) == Layout.preset("gemma4")
+    # A folder's video_preprocessor_config.json (what Gemma4VideoProcessor saves) sets the video knobs.
+    from transformers.models.gemma4.video_processing_gemma4 import Gemma4VideoProcessor
+
+    Gemma4VideoProcessor(num_frames=16, max_soft_tokens=140).save_pretrained(tmp_path)
+    video = Layout.from_preprocessor_config(tmp_path).video_knobs
+    assert (video["num_frames"], video["max_soft_tokens"], video["do_normalize"]) == (16, 140, True)
     changed = {**cfg, "max_soft_tokens": 1120, "do_normalize": True, "image_mean": [0.5] * 3}
     layout = Layout.from_preprocessor_config(changed)
     assert layout.knobs["max_soft_tokens"] == 1120 and layout.knobs["do_normalize"] is True
@@ -354,3 +360,96 @@ def test_cli_describe_and_materialize(tmp_path: Path, backend: str) -> None:
     want = reference(Layout.preset("gemma4", backend=backend))(images=[im], return_tensors="np")
     with np.load(out) as z:
         assert_same_outputs({k: z[k] for k in z.files}, dict(want))
+
+
+def video_reference(layout: Layout) -> Any:
+    require_torch()
+    from transformers.models.gemma4.video_processing_gemma4 import Gemma4VideoProcessor
+
+    v = layout.video_knobs
+    keys = (
+        "num_frames",
+        "do_sample_frames",
+        "patch_size",
+        "max_soft_tokens",
+        "pooling_kernel_size",
+        "do_normalize",
+    )
+    return Gemma4VideoProcessor(
+        **{k: v[k] for k in keys}, image_mean=v["image_mean"], image_std=v["image_std"]
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    w=st.integers(1, 300),
+    h=st.integers(1, 300),
+    want=st.integers(1, 40),
+    sample=st.booleans(),
+    soft=st.sampled_from(SOFT_TOKENS[:3]),
+    normalize=st.booleans(),
+    fps=st.sampled_from([1.0, 7.5, 24.0, 29.97]),
+    seed=seeds,
+)
+@example(n=40, w=320, h=240, want=32, sample=True, soft=70, normalize=True, fps=10.0, seed=1)  # the defaults
+@example(n=5, w=64, h=64, want=8, sample=True, soft=70, normalize=True, fps=24.0, seed=2)  # too few frames
+@example(n=3, w=1, h=200, want=1, sample=False, soft=140, normalize=False, fps=1.0, seed=3)  # all frames
+def test_video_bit_identical(
+    n: int, w: int, h: int, want: int, sample: bool, soft: int, normalize: bool, fps: float, seed: int
+) -> None:
+    """`Layout.video` (frame indices, sizes, the timestamped prompt) and `video_pixel_values`
+    against `Gemma4VideoProcessor` and `Gemma4Processor.replace_video_token`; the drop-in too."""
+    from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
+    from transformers.video_utils import VideoMetadata
+
+    import rawmm.hf
+
+    video = {
+        "num_frames": want,
+        "do_sample_frames": sample,
+        "max_soft_tokens": soft,
+        "do_normalize": normalize,
+    }
+    layout = Layout.preset("gemma4", video=video)
+    frames = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    meta = VideoMetadata(total_num_frames=n, fps=fps, width=w, height=h)
+    # Frames as stored (HWC): transformers would otherwise guess the channel axis of tiny ones.
+    call = {
+        "videos": [frames],
+        "return_tensors": "np",
+        "video_metadata": [meta],
+        "return_metadata": True,
+        "input_data_format": "channels_last",
+    }
+    try:
+        ref = video_reference(layout)(**call)
+    except ValueError as e:
+        assert "exceeds total_num_frames" in str(e)
+        with pytest.raises(LayoutError, match="fewer than num_frames"):
+            layout.video(n, w, h, fps=fps)
+        return
+    ours = rawmm.hf.Gemma4VideoProcessor(**video_reference(layout).to_dict())(**call)
+    for key in (
+        "pixel_values_videos",
+        "video_position_ids",
+        "num_frames_per_video",
+        "num_soft_tokens_per_video",
+    ):
+        assert np.array_equal(np.asarray(ours[key]), np.asarray(ref[key])), key
+    if not sample:  # no frame indices: transformers' processor cannot time the frames
+        with pytest.raises(ValueError, match="timestamps"):
+            ref["video_metadata"][0].timestamps  # noqa: B018
+        with pytest.raises(LayoutError, match="do_sample_frames"):
+            layout.video(n, w, h, fps=fps)
+        return
+    v = layout.video(n, w, h, fps=fps)
+    assert v.frame_indices == [int(i) for i in ref["video_metadata"][0].frames_indices]
+    tokens = Gemma4Processor.replace_video_token(
+        SimpleNamespace(boi_token="<|image>", eoi_token="<image|>", video_token="<|video|>"), ref, 0
+    )
+    assert v.placeholder_text == tokens and v.num_tokens == tokens.count("<|video|>")
+    got = layout.video_pixel_values(list(frames), fps=fps)
+    assert np.array_equal(
+        got.pixel_values.reshape(ref["pixel_values_videos"].shape), ref["pixel_values_videos"]
+    )

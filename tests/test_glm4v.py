@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -128,8 +129,6 @@ def test_presets_configs_and_family_detection(tmp_path: Path) -> None:
         Layout.from_preprocessor_config({k: v for k, v in cfg.items() if k != "image_processor_type"})
     with pytest.raises(LayoutError, match="unsupported key"):
         Layout.from_preprocessor_config({**cfg, "do_pad": True})
-    with pytest.raises(LayoutError, match="video layouts are not supported"):
-        Layout.preset("glm4v").video(8, 640, 480)
     with pytest.raises(LayoutError, match="temporal_patch_size must be at most 16"):
         Layout.preset("glm4v", temporal_patch_size=17)
 
@@ -216,3 +215,98 @@ def test_drop_in_processors_are_transformers_with_rawmm_pixels(
     layout = Layout.from_preprocessor_config(tmp_path, backend=backend)
     want = ours(images=ims[:1], return_tensors="np")["pixel_values"]
     assert np.array_equal(layout.pixel_values(ims[0]).pixel_values, want)
+
+
+VIDEO_CLASSES = {  # preset → (video processing module, video processor, processor)
+    "glm4v": ("glm4v.video_processing_glm4v", "Glm4vVideoProcessor", "Glm4vProcessor"),
+    "glm46v": ("glm46v.video_processing_glm46v", "Glm46VVideoProcessor", "Glm46VProcessor"),
+}
+
+
+def video_reference(name: str) -> tuple[Any, Any]:
+    """(transformers' video processor class, its processor's `replace_video_token` as a
+    function of the processor output)."""
+    import importlib
+
+    require_torch()
+    module, cls, proc = VIDEO_CLASSES[name]
+    video_cls = getattr(importlib.import_module(f"transformers.models.{module}"), cls)
+    processing = f"transformers.models.{module.replace('video_processing', 'processing')}"
+    processor_cls = getattr(importlib.import_module(processing), proc)
+
+    class Fake:  # the attributes `replace_video_token` reads
+        image_token = "<|image|>"
+        video_processor = SimpleNamespace(merge_size=2)
+        replace_frame_token_id = processor_cls.replace_frame_token_id
+
+    return video_cls, lambda out: processor_cls.replace_video_token(Fake(), out, 0)
+
+
+@pytest.mark.parametrize("name", ["glm4v", "glm46v"])
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 150),
+    w=st.integers(1, 120),
+    h=st.integers(1, 120),
+    fps=st.sampled_from([1.0, 2.0, 2.5, 24.0, 29.97, 60.0]),
+    seed=seeds,
+)
+@example(n=150, w=64, h=48, fps=0.4, seed=1)  # over 300 s: GLM-4.1V's linspace branch
+@example(n=1, w=30, h=40, fps=24.0, seed=2)  # one frame, repeated to two
+@example(n=90, w=10, h=2001, fps=30.0, seed=3)  # aspect ratio over 200 after the scale-up
+def test_video_bit_identical(name: str, n: int, w: int, h: int, fps: float, seed: int) -> None:
+    """`Layout.video` (frame indices, sizes, the timestamped prompt) and `video_pixel_values`
+    against the GLM-V video processor and `Glm4vProcessor.replace_video_token`; the drop-in
+    too."""
+    from transformers.video_utils import VideoMetadata
+
+    import rawmm.hf
+
+    video_cls, replace = video_reference(name)
+    layout = Layout.preset(name)
+    frames = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    meta = VideoMetadata(total_num_frames=n, fps=fps, width=w, height=h)
+    # Frames as stored (HWC): transformers would otherwise guess the channel axis of tiny ones.
+    call = {
+        "videos": [frames],
+        "return_tensors": "np",
+        "video_metadata": [meta],
+        "return_metadata": True,
+        "input_data_format": "channels_last",
+    }
+    try:
+        ref = video_cls()(**call)
+    except ValueError as e:
+        assert "aspect ratio" in str(e)
+        with pytest.raises(LayoutError, match="aspect ratio"):
+            layout.video(n, w, h, fps=fps)
+        return
+    v = layout.video(n, w, h, fps=fps)
+    assert v.frame_indices == [int(i) for i in ref["video_metadata"][0].frames_indices]
+    assert list(v.grid_thw) == ref["video_grid_thw"][0].tolist()
+    text = replace(ref)
+    assert v.placeholder_text == text and v.num_tokens == text.count("<|image|>")
+    got = layout.video_pixel_values(list(frames), fps=fps)
+    assert np.array_equal(got.pixel_values.view(np.uint32), ref["pixel_values_videos"].view(np.uint32))
+    ours = getattr(rawmm.hf, video_cls.__name__)()(**call)
+    for key in ("pixel_values_videos", "video_grid_thw"):
+        assert np.array_equal(np.asarray(ours[key]), np.asarray(ref[key])), key
+
+
+def test_video_configs_and_drop_in_registration(tmp_path: Path) -> None:
+    from transformers import AutoVideoProcessor
+
+    import rawmm.hf
+
+    video_cls, _ = video_reference("glm46v")
+    video_cls(size={"shortest_edge": 3136, "longest_edge": 1 << 22}).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "Glm46VImageProcessor"})
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "glm46v"}))
+    video = Layout.from_preprocessor_config(tmp_path).video_knobs
+    assert (video["min_pixels"], video["max_pixels"]) == (3136, 1 << 22)
+    rawmm.hf.register()
+    assert type(AutoVideoProcessor.from_pretrained(tmp_path)) is rawmm.hf.Glm46VVideoProcessor
+    with pytest.raises(LayoutError, match="do_sample_frames"):
+        Layout.preset("glm4v", video={"do_sample_frames": False}).video(8, 64, 64)

@@ -87,6 +87,9 @@ class LayoutCore:
         cap_pixels_per_frame: bool,
         replace_triple: bool,
     ) -> dict[str, Any]: ...
+    def glm_video(
+        self, num_frames: int, width: int, height: int, min_pixels: int, max_pixels: int
+    ) -> tuple[int, int, tuple[int, int, int], int]: ...
     def kimi_video(
         self,
         num_frames: int,

@@ -155,7 +155,14 @@ def _torchvision_class() -> type:
     return Qwen2VLImageProcessor
 
 
-_VIDEO = ("Qwen2VLVideoProcessor", "Qwen3VLVideoProcessor")
+#: The video processors rawmm subclasses: name → transformers module. GLM-V's patches are
+#: Qwen2-VL's, so one subclass serves them all.
+_VIDEO = {
+    "Qwen2VLVideoProcessor": "qwen2_vl.video_processing_qwen2_vl",
+    "Qwen3VLVideoProcessor": "qwen3_vl.video_processing_qwen3_vl",
+    "Glm4vVideoProcessor": "glm4v.video_processing_glm4v",
+    "Glm46VVideoProcessor": "glm46v.video_processing_glm46v",
+}
 #: The other families' image processors: name → (transformers module, rawmm preset, backend).
 CLASSES = {
     "Glm4vImageProcessor": ("glm4v.image_processing_glm4v", "glm4v", "torchvision"),
@@ -165,6 +172,11 @@ CLASSES = {
     "Gemma4ImageProcessor": ("gemma4.image_processing_gemma4", "gemma4", "torchvision"),
     "Gemma4ImageProcessorPil": ("gemma4.image_processing_pil_gemma4", "gemma4", "pil"),
     "InklingImageProcessor": ("inkling.image_processing_inkling", "inkling", "torchvision"),
+    "NemotronH_Omni_Reasoning_V3ImageProcessor": (
+        "nemotron_h_omni.image_processing_nemotron_h_omni",
+        "nemotron_h_omni",
+        "torchvision",
+    ),
 }
 
 
@@ -175,6 +187,8 @@ def __getattr__(name: str) -> Any:
         return _video_class(name)
     if name in CLASSES:
         return _family_class(name)
+    if name == "Gemma4VideoProcessor":
+        return _gemma4_video_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -226,13 +240,15 @@ MODEL_TYPE_CLASSES = {
     "glm46v": "Glm46V",
     "gemma4": "Gemma4",
     "inkling_mm_model": "Inkling",
+    "nemotron_h_omni": "NemotronH_Omni_Reasoning_V3",
 }
 
 
 def register() -> None:
     """Makes `AutoImageProcessor` and `AutoVideoProcessor` (and so `AutoProcessor`, vLLM,
     prime-rl, renderers) return rawmm's classes for the Qwen model types, for both image
-    backends, and `AutoImageProcessor` rawmm's GLM-V and Gemma 4 image processors. Idempotent."""
+    backends, `AutoImageProcessor` rawmm's image processors of the other families, and
+    `AutoVideoProcessor` rawmm's GLM-V and Gemma 4 video processors. Idempotent."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
 
@@ -257,23 +273,23 @@ def register() -> None:
             own["torchvision"] = _family_class(prefix + "ImageProcessor")
         config_class = type(AutoConfig.for_model(model_type))
         AutoImageProcessor.register(config_class, image_processor_classes=own, exist_ok=True)
+        if model_type == "gemma4" and is_torchvision_available():
+            AutoVideoProcessor.register(config_class, _gemma4_video_class(), exist_ok=True)
+        if prefix + "VideoProcessor" in _VIDEO and is_torchvision_available():
+            AutoVideoProcessor.register(config_class, _video_class(prefix + "VideoProcessor"), exist_ok=True)
 
 
 @functools.cache
 def _video_class(name: str) -> type:
-    """rawmm's subclass of transformers' Qwen2-VL or Qwen3-VL video processor (torchvision only,
-    like the parent): rawmm resizes, normalises and packs the frames of every video whose
+    """rawmm's subclass of transformers' Qwen2-VL, Qwen3-VL or GLM-V video processor (torchvision
+    only, like the parent): rawmm resizes, normalises and packs the frames of every video whose
     options it reproduces; the target frame size comes from the parent's own `resize`, asked on
     a `meta` tensor (shapes only, no pixels), so every sizing rule stays the parent's."""
     import importlib
 
     import torch
 
-    module = importlib.import_module(
-        "transformers.models.qwen3_vl.video_processing_qwen3_vl"
-        if name == "Qwen3VLVideoProcessor"
-        else "transformers.models.qwen2_vl.video_processing_qwen2_vl"
-    )
+    module = importlib.import_module(f"transformers.models.{_VIDEO[name]}")
     parent = getattr(module, name)
     # Like transformers' modules, this one exposes each processor's kwargs class by name.
     for suffix in ("InitKwargs", "Kwargs"):
@@ -326,3 +342,69 @@ def _video_class(name: str) -> type:
         },
     )
     return cls
+
+
+@functools.cache
+def _gemma4_video_class() -> type:
+    """rawmm's subclass of transformers' `Gemma4VideoProcessor` (torchvision): every frame of a
+    video whose options rawmm reproduces is resized, normalised and packed by the core, each
+    padded to the frame budget, as the parent does."""
+    import torch
+    from transformers.models.gemma4 import video_processing_gemma4 as module
+
+    from .families.gemma4 import position_ids
+
+    parent = module.Gemma4VideoProcessor
+    globals()["Gemma4VideoProcessorKwargs"] = module.Gemma4VideoProcessorKwargs
+
+    def _preprocess(self: Any, videos: list[Any], **kwargs: Any) -> Any:
+        data = _rawmm_gemma4_videos(videos, kwargs)
+        if data is None:
+            return parent._preprocess(self, videos, **kwargs)
+        return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    def _rawmm_gemma4_videos(videos: list[Any], kw: dict[str, Any]) -> dict[str, Any] | None:
+        fast = fast_layout("torchvision", kw, "gemma4")
+        if fast is None or fast[1] != "float32" or not videos:
+            return None
+        layout = fast[0]
+        rows = layout.max_image_rows
+        values, positions, frames_per_video, tokens = [], [], [], []
+        for video in videos:
+            frames = [_hwc_uint8(f) for f in video] if getattr(video, "ndim", 0) == 4 else [None]
+            if not frames or any(f is None for f in frames):
+                return None
+            h, w = frames[0].shape[:2]  # type: ignore[union-attr]
+            try:
+                lay = layout.image(w, h)
+                v = layout._core.frames_pixel_values(
+                    frames,
+                    (lay.resized_width, lay.resized_height),
+                    (lay.resized_width, lay.resized_height),
+                    bfloat16=False,
+                    threads=None,
+                )
+            except RawmmError:
+                return None
+            n = len(frames)
+            values.append(torch.from_numpy(v.reshape(n, rows, -1)))
+            positions.append(torch.from_numpy(position_ids(np.array([lay.grid_thw] * n), rows)))
+            frames_per_video.append(n)
+            tokens.append(lay.num_tokens)
+        return {
+            "pixel_values_videos": torch.cat(values, dim=0),
+            "video_position_ids": torch.cat(positions, dim=0),
+            "num_frames_per_video": frames_per_video,
+            "num_soft_tokens_per_video": tokens,
+        }
+
+    return type(
+        "Gemma4VideoProcessor",
+        (parent,),
+        {
+            "__module__": __name__,
+            "__qualname__": "Gemma4VideoProcessor",  # pickled by name
+            "__doc__": "transformers' `Gemma4VideoProcessor`, its frames packed by rawmm.",
+            "_preprocess": _preprocess,
+        },
+    )

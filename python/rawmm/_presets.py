@@ -38,7 +38,11 @@ INT_KNOBS = {
     "patch_limit_on_one_side",
     "max_soft_tokens",
     "pooling_kernel_size",
+    "min_num_patches",
+    "max_num_patches",
+    "max_model_len",
 }
+FLOAT_KNOBS = {"downsample_ratio"}
 BOOL_KNOBS = {"do_normalize"}
 #: Knobs that may be None.
 OPTIONAL_INT_KNOBS = {"fixed_output_tokens", "rescale_image_max_upscaled_long_edge"}

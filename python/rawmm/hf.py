@@ -28,21 +28,29 @@ if TYPE_CHECKING:
     Glm4vImageProcessorPil = Qwen2VLImageProcessorPil
     Glm46VImageProcessor = Qwen2VLImageProcessorPil
     Glm46VImageProcessorPil = Qwen2VLImageProcessorPil
+    Glm4vVideoProcessor = Qwen2VLImageProcessorPil
+    Glm46VVideoProcessor = Qwen2VLImageProcessorPil
     Gemma4ImageProcessor = Qwen2VLImageProcessorPil
     Gemma4ImageProcessorPil = Qwen2VLImageProcessorPil
+    Gemma4VideoProcessor = Qwen2VLImageProcessorPil
     InklingImageProcessor = Qwen2VLImageProcessorPil
+    NemotronH_Omni_Reasoning_V3ImageProcessor = Qwen2VLImageProcessorPil
 
 __all__ = [
     "Gemma4ImageProcessor",
     "Gemma4ImageProcessorPil",
+    "Gemma4VideoProcessor",
     "Glm4vImageProcessor",
     "Glm4vImageProcessorPil",
+    "Glm4vVideoProcessor",
     "Glm46VImageProcessor",
     "Glm46VImageProcessorPil",
+    "Glm46VVideoProcessor",
     "ImageProcessor",
     "InklingImageProcessor",
     "KimiK25ImageProcessor",
     "KimiK25Processor",
+    "NemotronH_Omni_Reasoning_V3ImageProcessor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",
@@ -54,11 +62,15 @@ __all__ = [
 _LAZY = {
     "Gemma4ImageProcessor",
     "Gemma4ImageProcessorPil",
+    "Gemma4VideoProcessor",
     "Glm4vImageProcessor",
     "Glm4vImageProcessorPil",
     "Glm46VImageProcessor",
     "Glm46VImageProcessorPil",
+    "Glm46VVideoProcessor",
+    "Glm4vVideoProcessor",
     "InklingImageProcessor",
+    "NemotronH_Omni_Reasoning_V3ImageProcessor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",
@@ -80,6 +92,10 @@ def __getattr__(name: str) -> Any:
 
 
 _OWN_KNOBS = {
+    "downsample_ratio",
+    "min_num_patches",
+    "max_num_patches",
+    "max_model_len",
     "max_soft_tokens",
     "pooling_kernel_size",
     "do_normalize",

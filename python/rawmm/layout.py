@@ -22,6 +22,7 @@ from ._presets import (
     BACKENDS,
     BOOL_KNOBS,
     FLOAT3_KNOBS,
+    FLOAT_KNOBS,
     INT_KNOBS,
     OPTIONAL_FLOAT_KNOBS,
     OPTIONAL_INT_KNOBS,
@@ -88,7 +89,7 @@ def _check_knobs(fam: Family, knobs: Mapping[str, Any]) -> dict[str, Any]:
             if len(vals) != 3:
                 raise LayoutError(f"{key} must be three numbers, got {v!r}")
             out[key] = vals
-        elif key == "rescale_factor":
+        elif key == "rescale_factor" or key in FLOAT_KNOBS:
             out[key] = _as_float(key, v)
         else:
             if not isinstance(v, str):
@@ -223,6 +224,11 @@ class Layout:
     def knobs(self) -> dict[str, Any]:
         """The image knobs (hashing.md §5.3 keys)."""
         return {k: list(v) if isinstance(v, list) else v for k, v in self._knobs.items()}
+
+    @property
+    def video_knobs(self) -> dict[str, Any]:
+        """The video knobs (the video processor's; layout.md §7)."""
+        return dict(self._video)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self._model, **self.knobs, "video": dict(self._video)}
@@ -397,7 +403,7 @@ class Layout:
             padded = (v.resized_width, v.resized_height)
             grid = np.array([v.grid_thw], dtype=np.int64)
             tokens = [v.num_tokens]
-        values = self._core.frames_pixel_values(
+        values = self._family.video_core(self).frames_pixel_values(
             sampled,
             (v.resized_width, v.resized_height),
             padded,

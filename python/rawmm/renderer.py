@@ -85,7 +85,7 @@ class _GridImageProcessor:
         grids = np.array([list(self._layout_of(im).grid_thw) for im in images], dtype=np.int64)
         # No pixels: the descriptor route never ships them. Every other key is the family
         # processor's (Kimi: `grid_thws`, layout.md §5; Gemma 4: position ids, token counts).
-        out = family(self.layout.family).hf_outputs(self.layout, None, grids)
+        out = family(self.layout.family).grid_outputs(self.layout, grids)
         out["pixel_values"] = np.zeros((0, 0), np.float32)
         return out
 

@@ -90,7 +90,10 @@ class Context:
         )
 
 
-_LAYOUTS = {name: Layout.preset(name) for name in ("qwen2_5_vl", "kimi_k25", "glm46v", "gemma4", "inkling")}
+_LAYOUTS = {
+    name: Layout.preset(name)
+    for name in ("qwen2_5_vl", "kimi_k25", "glm46v", "gemma4", "inkling", "nemotron_h_omni")
+}
 _ADAPTERS = [adapter_for(layout) for layout in _LAYOUTS.values()]
 
 

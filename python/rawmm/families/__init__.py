@@ -1,7 +1,8 @@
-"""Model families: one module each (`qwen.py`, `kimi.py`, `glm4v.py`, `gemma4.py`, `inkling.py`, each a
-`Family` subclass and its instance, paired with `rust/core/src/families/<name>.rs`), and the one
-registry, `FAMILIES` below. Everything else (`Layout`, configs, adapters, refs) asks the registry, so adding a
-family adds its modules and one entry to `_ALL`."""
+"""Model families: one module each (`qwen.py`, `kimi.py`, `glm4v.py`, `gemma4.py`,
+`inkling.py`, `nemotron.py`, each a `Family` subclass and its instance, paired with
+`rust/core/src/families/<name>.rs`), and the one registry, `FAMILIES` below. Everything else
+(`Layout`, configs, adapters, refs) asks the registry, so adding a family adds its modules and
+one entry to `_ALL`."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from .gemma4 import GEMMA4
 from .glm4v import GLM4V
 from .inkling import INKLING
 from .kimi import KIMI_K25
+from .nemotron import NEMOTRON_H_OMNI
 from .qwen import QWEN_VL
 
 __all__ = ["FAMILIES", "MODEL_TYPES", "PRESETS", "PROCESSOR_TYPES", "Family", "Tokenizer", "family"]
 
-_ALL: tuple[Family, ...] = (QWEN_VL, KIMI_K25, GLM4V, GEMMA4, INKLING)
+_ALL: tuple[Family, ...] = (QWEN_VL, KIMI_K25, GLM4V, GEMMA4, INKLING, NEMOTRON_H_OMNI)
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _ALL}
 #: Preset name → (family id, image knobs, video knobs).

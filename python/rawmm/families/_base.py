@@ -95,6 +95,10 @@ class Family:
         """An upper bound of `t*h*w` over every image grid of a layout with these knobs."""
         raise NotImplementedError
 
+    def video_core(self, layout: Layout) -> LayoutCore:
+        """The core that packs a video's frames (the layout's own by default)."""
+        return layout._core
+
     def image_rows(self, knobs: Mapping[str, Any], grid: tuple[int, int, int]) -> int:
         """`pixel_values` rows of an image of `grid` (padding included)."""
         return grid[0] * grid[1] * grid[2]
@@ -147,6 +151,12 @@ class Family:
     def hf_outputs(self, layout: Layout, pixel_values: Any, grids: np.ndarray) -> dict[str, Any]:
         """The family's transformers processor dict for a batch's rows and grids."""
         return {"pixel_values": pixel_values, self.grid_key: grids}
+
+    def grid_outputs(self, layout: Layout, grids: np.ndarray) -> dict[str, Any]:
+        """What `GridProcessor` returns besides (empty) pixels: the processor's other keys."""
+        out = self.hf_outputs(layout, None, grids)
+        out.pop("pixel_values", None)
+        return out
 
     def rendered_grid(self, item: Mapping[str, Any]) -> tuple[int, int, int] | None:
         """The grid of an item a renderer emitted with the family's processor output (None

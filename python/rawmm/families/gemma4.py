@@ -2,8 +2,8 @@
 transformers 5.24. An aspect-preserving resize to multiples of `pooling_kernel_size ·
 patch_size` within `max_soft_tokens · k²` patches, raster patches of `(p, p, 3)`, each image
 padded with zero rows (and position ids of -1) to that many patches; rescaled to [0, 1] and not
-normalised by default. The Rust side is `rust/core/src/families/gemma4.rs`. Video layouts
-(`Gemma4VideoProcessor`) are not supported yet."""
+normalised by default. Videos (`Gemma4VideoProcessor`): sampled frames, each an image of the
+video's own patch budget, normalised. The Rust side is `rust/core/src/families/gemma4.rs`."""
 
 from __future__ import annotations
 
@@ -38,11 +38,28 @@ GEMMA4_IMAGE = {
     "backend": "torchvision",
 }
 _READ = ("patch_size", "max_soft_tokens", "pooling_kernel_size", "image_mean", "image_std", "do_normalize")
+# `Gemma4VideoProcessor`'s class defaults: 32 frames sampled uniformly, 70 soft tokens a frame,
+# and (unlike the image processor) normalised, with mean 0 and std 1.
+GEMMA4_VIDEO = {
+    "num_frames": 32,
+    "do_sample_frames": True,
+    "patch_size": 16,
+    "max_soft_tokens": 70,
+    "pooling_kernel_size": 3,
+    "do_normalize": True,
+    "image_mean": [0.0, 0.0, 0.0],
+    "image_std": [1.0, 1.0, 1.0],
+}
+_VIDEO_READ = ("num_frames", "do_sample_frames", *_READ)
+# The video token (`Gemma4Config.video_token_id`), between the image's begin and end tokens.
+GEMMA4_VIDEO_ID = 258884
 
 
 class Gemma4(Family):
     name = "gemma4"
-    presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {"gemma4": (GEMMA4_IMAGE, {})}
+    presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
+        "gemma4": (GEMMA4_IMAGE, GEMMA4_VIDEO)
+    }
     model_types: ClassVar[dict[str, str]] = {"gemma4": "gemma4"}
     processor_types: ClassVar[dict[str, str]] = {
         "Gemma4ImageProcessor": "gemma4",
@@ -71,7 +88,30 @@ class Gemma4(Family):
         check_rest(cfg, {*_READ, "rescale_factor", "resample"}, where)
         if backend is not None:
             knobs["backend"] = backend
-        return knobs, dict(preset_video)
+        video = dict(preset_video)
+        if video_cfg is not None and video_cfg is not cfg:
+            where = "video config"
+            for key in _VIDEO_READ:
+                if video_cfg.get(key) is not None:
+                    video[key] = video_cfg[key]
+            common_pixel_keys(video_cfg, {}, where)
+            ignored = {
+                "rescale_factor",
+                "resample",
+                "fps",
+                "return_metadata",
+                "video_metadata",
+                "device",
+                "size",
+            }
+            check_rest({k: v for k, v in video_cfg.items() if k not in ignored}, set(_VIDEO_READ), where)
+        return knobs, video
+
+    def check_video(self, video: Mapping[str, Any]) -> None:
+        for key in ("image_mean", "image_std"):
+            v = video[key]
+            if not (isinstance(v, list | tuple) and len(v) == 3 and all(type(x) in (int, float) for x in v)):
+                raise LayoutError(f"video {key} must be three numbers, got {show(v)}")
 
     def max_image_rows(self, knobs: Mapping[str, Any]) -> int:
         return int(knobs["max_soft_tokens"]) * int(knobs["pooling_kernel_size"]) ** 2
@@ -90,7 +130,37 @@ class Gemma4(Family):
     def video(
         self, core: LayoutCore, model: str, video: Mapping[str, Any], n: int, w: int, h: int, fps: float
     ) -> dict[str, Any]:
-        raise LayoutError(f"{model} video layouts are not supported yet")
+        """`Gemma4VideoProcessor`: `num_frames` frames sampled uniformly (`i·n // num_frames`),
+        each laid out as an image of the video's patch budget; the prompt has each frame's
+        `mm:ss` timestamp and its own `<|image>…<image|>` group of video tokens."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise LayoutError(f"num_frames must be a positive int, got {show(n)}")
+        if not video["do_sample_frames"]:
+            # transformers keeps no frame indices then, and `Gemma4Processor` cannot time them.
+            raise LayoutError(
+                "gemma4 video layouts need do_sample_frames: unsampled frames have no timestamps"
+            )
+        want = video["num_frames"]
+        if want > n:
+            raise LayoutError(f"the video has {n} frames, fewer than num_frames={want}")
+        indices = [i * n // want for i in range(want)]
+        frame = _video_core(video).image(w, h)
+        k = frame.num_tokens
+        group = f"<|image>{'<|video|>' * k}<image|>"
+        stamps = [f"{int(i / fps // 60):02d}:{int(i / fps % 60):02d}" for i in indices]
+        return {
+            "frame_indices": indices,
+            "resized_width": frame.resized_width,
+            "resized_height": frame.resized_height,
+            "grid_thw": (len(indices), frame.grid_thw[1], frame.grid_thw[2]),
+            "chunks": None,
+            "num_tokens": k * len(indices),
+            "placeholder_text": " ".join(f"{t} {group}" for t in stamps),
+            "second_per_grid_ts": None,
+        }
+
+    def video_core(self, layout: Layout) -> LayoutCore:
+        return _video_core(layout.video_knobs, layout.knobs)
 
     def placeholder_text(self, model: str, n: int) -> str:
         return f"<|image>{'<|image|>' * n}<image|>"
@@ -150,6 +220,29 @@ class Gemma4(Family):
         pos = np.asarray(item["image_position_ids"]).reshape(-1, 2)
         real = pos[pos[:, 0] >= 0]
         return (1, int(real[:, 1].max()) + 1, int(real[:, 0].max()) + 1) if len(real) else (1, 0, 0)
+
+
+def _video_core(video: Mapping[str, Any], knobs: Mapping[str, Any] | None = None) -> LayoutCore:
+    """The core that lays out and packs one frame: the video processor's patch budget and
+    normalisation, the image layout's other pixel knobs."""
+    from .. import _core
+    from .._presets import COMMON
+
+    k = {**COMMON, "backend": "torchvision", **(knobs or {})}
+    return _core.LayoutCore(
+        "gemma4",
+        image_mean=[float(v) for v in video["image_mean"]],
+        image_std=[float(v) for v in video["image_std"]],
+        rescale_factor=k["rescale_factor"],
+        resize_compat=k["resize_compat"],
+        exif_policy=k["exif_policy"],
+        alpha_policy=k["alpha_policy"],
+        backend=k["backend"],
+        do_normalize=video["do_normalize"],
+        patch_size=video["patch_size"],
+        max_soft_tokens=video["max_soft_tokens"],
+        pooling_kernel_size=video["pooling_kernel_size"],
+    )
 
 
 def position_ids(grids: np.ndarray, rows: int) -> np.ndarray:

@@ -34,12 +34,14 @@ pub enum Backend {
 }
 
 /// Which resize a layout reproduces: Pillow's BICUBIC (in one of its pass orders), torch's
-/// uint8 antialiased bicubic, or torch's uint8 Lanczos-3 (`_upsample_lanczos2d_aa`).
+/// uint8 antialiased bicubic, torch's uint8 Lanczos-3 (`_upsample_lanczos2d_aa`), or torch's
+/// float32 antialiased bicubic (`resample::float`, on the image converted to float first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resample {
     Pillow(ResizeCompat),
     Torch,
     TorchLanczos,
+    TorchFloat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

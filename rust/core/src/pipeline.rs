@@ -8,7 +8,8 @@ use rayon::prelude::*;
 
 use crate::convert::to_rgb;
 use crate::error::{Error, Result};
-use crate::layout::{AlphaPolicy, Geometry, ImageLayout, Knobs, PixelKnobs};
+use crate::families::GlmGeometry;
+use crate::layout::{AlphaPolicy, Geometry, ImageLayout, Knobs, PixelKnobs, Resample};
 use crate::pack::{pack_band, pack_image, pack_resized, Element, Job, Norm, Packing};
 use crate::resample::{Horizontal, RowResizer, Scratch, Vertical};
 
@@ -35,7 +36,34 @@ impl Decoded<'_> {
     }
 }
 
+/// transformers' torchvision arithmetic on float pixels: `(x − m) / s` with the fused
+/// `m = f32(mean)·f32(1/rescale)`, `s` likewise, or `x · f32(rescale)` when only rescaling.
+pub struct FloatNorm {
+    mean: [f32; 3],
+    std: [f32; 3],
+    rescale: Option<f32>,
+}
+
+impl FloatNorm {
+    #[inline]
+    pub fn apply(&self, c: usize, x: f32) -> f32 {
+        match self.rescale {
+            Some(r) => x * r,
+            None => (x - self.mean[c]) / self.std[c],
+        }
+    }
+}
+
 impl PixelKnobs {
+    pub fn float_norm(&self) -> FloatNorm {
+        let inv = (1.0 / self.rescale_factor) as f32;
+        FloatNorm {
+            mean: self.image_mean.map(|v| v as f32 * inv),
+            std: self.image_std.map(|v| v as f32 * inv),
+            rescale: (!self.do_normalize).then_some(self.rescale_factor as f32),
+        }
+    }
+
     /// The normalisation of this layout's backend.
     pub fn norm<T: Element>(&self) -> Norm<T> {
         if !self.do_normalize {
@@ -101,6 +129,29 @@ impl Knobs {
         Ok(())
     }
 
+    /// One image through `Resample::TorchFloat`: converted to three f32 planes, resized in f32
+    /// (skipped at its own size), normalised in f32 as transformers does on float tensors, and
+    /// written as raster `(3, p, p)` patches (`Packing::Kimi` without padding).
+    fn pack_float<T: Element>(&self, job: &Job, packing: Packing, out: &mut [std::mem::MaybeUninit<T>]) {
+        let Packing::Kimi { patch: p, .. } = packing else { unreachable!("float resizes pack raster patches") };
+        let (rw, rh) = (job.resized_width, job.resized_height);
+        let planes = crate::resample::float::resize_rgb(job.rgb, job.channels, (job.width, job.height), (rw, rh));
+        let norm = self.pixel.float_norm();
+        let gw = rw / p;
+        for (r, row) in out.chunks_exact_mut(3 * p * p).enumerate() {
+            let (y0, x0) = (r / gw * p, r % gw * p);
+            for (c, plane) in row.chunks_exact_mut(p * p).enumerate() {
+                let src = &planes[c * rw * rh..];
+                for (y, dst) in plane.chunks_exact_mut(p).enumerate() {
+                    let s = &src[(y0 + y) * rw + x0..][..p];
+                    for (d, &v) in dst.iter_mut().zip(s) {
+                        d.write(T::from_f32(norm.apply(c, v)));
+                    }
+                }
+            }
+        }
+    }
+
     /// Each image's layout and output length, validated before any pixel work.
     pub fn batch_layouts(&self, images: &[Decoded]) -> Result<(Vec<ImageLayout>, Vec<usize>)> {
         let layouts = images
@@ -143,7 +194,14 @@ impl Knobs {
                     resized_width: l.resized_width as usize,
                     resized_height: l.resized_height as usize,
                 };
-                pack_image(&job, self.packing(l), &norm, self.resample(), out, parallel);
+                match self.resample() {
+                    // At its own size the float image is `f32(v)`: the byte tables are exact.
+                    Resample::TorchFloat if (job.width, job.height) == (job.resized_width, job.resized_height) => {
+                        pack_image(&job, self.packing(l), &norm, Resample::Torch, out, parallel)
+                    }
+                    Resample::TorchFloat => self.pack_float(&job, self.packing(l), out),
+                    resample => pack_image(&job, self.packing(l), &norm, resample, out, parallel),
+                }
             };
             if parallel {
                 images.par_iter().zip(layouts.par_iter().zip(slices.into_par_iter())).for_each(one);
@@ -192,7 +250,7 @@ impl Knobs {
         let (w, h) = rows.size();
         let (rw, rh) = (layout.resized_width as usize, layout.resized_height as usize);
         let resample = self.resample();
-        if crate::resample::vertical_first(resample, w, h, rw, rh) {
+        if resample == Resample::TorchFloat || crate::resample::vertical_first(resample, w, h, rw, rh) {
             return None;
         }
         let mut source = Filtered::new(rows, rw, self.pixel.alpha_policy, resample);
@@ -275,7 +333,7 @@ impl Knobs {
             .collect();
         let resample = self.resample();
         let (per_unit, units) = match self.geometry {
-            Geometry::Qwen(g) => {
+            Geometry::Qwen(g) | Geometry::Glm(GlmGeometry(g)) => {
                 let (p, m, t) = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
                 if rw % (p * m) != 0 || rh % (p * m) != 0 {
                     return Err(Error::Layout(format!("{rw}x{rh} is not a multiple of {}", p * m)));
@@ -289,17 +347,38 @@ impl Knobs {
                 }
                 (Packing::Kimi { patch: p, padded_width: pw, padded_height: ph }.len(rw, rh), frames.len())
             }
+            Geometry::Gemma4(g) => {
+                let p = (g.patch_size * g.pooling_kernel_size) as usize;
+                if rw % p != 0
+                    || rh % p != 0
+                    || (rw / p) * (rh / p) * p * p > (g.max_patches() * g.patch_size.pow(2)) as usize
+                {
+                    return Err(Error::Layout(format!("{rw}x{rh} is not a gemma4 frame size")));
+                }
+                (
+                    Packing::Gemma4 { patch: g.patch_size as usize, rows: g.max_patches() as usize }.len(rw, rh),
+                    frames.len(),
+                )
+            }
             g => return Err(Error::Layout(format!("{} video pixel_values are not supported yet", g.family()))),
         };
         let total = per_unit * units;
         let mut values = crate::mem::with_capacity(total);
         let run = |out: &mut [std::mem::MaybeUninit<T>]| match self.geometry {
-            Geometry::Qwen(g) => {
+            // GLM-V's video patches are Qwen2-VL's (`Glm4vVideoProcessor.patchify`).
+            Geometry::Qwen(g) | Geometry::Glm(GlmGeometry(g)) => {
                 let dims = (g.patch_size as usize, g.merge_size as usize, g.temporal_patch_size as usize);
                 crate::pack::pack_qwen_video(&jobs, dims, &norm, resample, out, parallel)
             }
             Geometry::Kimi(g) => {
                 let packing = Packing::Kimi { patch: g.patch_size as usize, padded_width: pw, padded_height: ph };
+                for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
+                    pack_image(job, packing, &norm, resample, slice, parallel);
+                }
+            }
+            // Each frame is an image of the video's patch budget, padded to it.
+            Geometry::Gemma4(g) => {
+                let packing = Packing::Gemma4 { patch: g.patch_size as usize, rows: g.max_patches() as usize };
                 for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
                     pack_image(job, packing, &norm, resample, slice, parallel);
                 }

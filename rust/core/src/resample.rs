@@ -11,6 +11,7 @@ use crate::layout::{Resample, ResizeCompat};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod float;
 
 /// Pillow's precision for 8-bit images: 32 − 8 − 2 bits.
 const PILLOW_PRECISION: u32 = 22;
@@ -98,6 +99,7 @@ impl Coeffs {
             Resample::Pillow(_) => Coeffs::build(n_in, n_out, false),
             Resample::Torch => Coeffs::build(n_in, n_out, true),
             Resample::TorchLanczos => Coeffs::build_with(n_in, n_out, true, lanczos3, 3.0),
+            Resample::TorchFloat => unreachable!("float resizes run in resample::float"),
         }
     }
 

@@ -111,6 +111,9 @@ impl ImageLayout {
     }
 }
 
+/// `(resized_height, resized_width, (grid_t, grid_h, grid_w), tokens per frame group)`.
+type GlmVideo = (u64, u64, (u64, u64, u64), u64);
+
 /// Validated knobs of one layout; the Python `Layout` class wraps it.
 #[pyclass(frozen, module = "rawmm._core")]
 struct LayoutCore {
@@ -254,6 +257,29 @@ impl LayoutCore {
         let (n, w, h) = video_size(py, num_frames, width, height)?;
         let v = video::qwen_video(&g, &k, n, w, h, fps).py_err(py)?;
         video_dict(py, v)
+    }
+
+    /// GLM-V's video `smart_resize` for `num_frames` sampled frames of `width`×`height`:
+    /// `(resized_height, resized_width, (grid_t, grid_h, grid_w), tokens per frame group)`.
+    fn glm_video(
+        &self,
+        py: Python<'_>,
+        num_frames: i64,
+        width: i64,
+        height: i64,
+        min_pixels: i64,
+        max_pixels: i64,
+    ) -> PyResult<GlmVideo> {
+        let Geometry::Glm(g) = self.knobs.geometry else {
+            return Err(to_py(py, Error::Layout("glm_video needs a glm4v layout".into())));
+        };
+        let (n, w, h) = video_size(py, num_frames, width, height)?;
+        let (g, min, max) =
+            (g.0, positive(py, "video min_pixels", min_pixels)?, positive(py, "video max_pixels", max_pixels)?);
+        let (p, m, t) = (g.patch_size, g.merge_size, g.temporal_patch_size);
+        let (rh, rw) = rawmm_core::families::glm4v::glm_resize(h, w, (n, t), p * m, min, max).py_err(py)?;
+        let (gt, gh, gw) = (n.div_ceil(t), rh / p, rw / p);
+        Ok((rh, rw, (gt, gh, gw), gh * gw / (m * m)))
     }
 
     #[pyo3(signature = (num_frames, width, height, fps, *, in_patch_limit_each_frame, sample_fps, temporal_merge_kernel_size))]

@@ -16,17 +16,24 @@ pub struct GlmGeometry(pub QwenGeometry);
 /// Sides are at most 2^24 (`MAX_SIDE`), so `T·h·w` stays below 2^53.
 const MAX_TEMPORAL: u64 = 16;
 
-/// `glm4v.image_processing_glm4v.smart_resize` with `num_frames = temporal_factor = t`.
-/// Returns `(h̄, w̄)`.
+/// `glm4v.image_processing_glm4v.smart_resize` (an image: `num_frames = temporal_factor = t`)
+/// and `video_processing_glm4v.smart_resize` (`num_frames` sampled frames). Returns `(h̄, w̄)`.
 pub fn glm_resize(
     height: u64,
     width: u64,
-    t: u64,
+    (num_frames, t): (u64, u64),
     factor: u64,
     min_pixels: u64,
     max_pixels: u64,
 ) -> Result<(u64, u64)> {
     check_size(width, height)?;
+    if num_frames < t {
+        return layout(format!("t:{num_frames} must be larger than temporal_factor:{t}"));
+    }
+    // `num_frames·h·w` is divided in f64: exact, as Python's int/int division, below 2^53.
+    if num_frames > 1 << 16 || (num_frames as u128 * height as u128 * width as u128) >> 53 != 0 {
+        return layout(format!("{num_frames} frames of {width}x{height} are too many pixels"));
+    }
     let (mut h, mut w) = (height, width);
     if h < factor || w < factor {
         // Python: scale = max(factor / height, factor / width); int(height * scale).
@@ -35,7 +42,9 @@ pub fn glm_resize(
         w = (w as f64 * scale) as u64;
     }
     check_ratio(h, w)?;
-    Ok(bounded_resize(h, w, factor, t, t, min_pixels, max_pixels))
+    // Python: round(num_frames / temporal_factor) * temporal_factor (ties to even).
+    let t_bar = (num_frames as f64 / t as f64).round_ties_even() as u64 * t;
+    Ok(bounded_resize(h, w, factor, num_frames, t_bar, min_pixels, max_pixels))
 }
 
 impl Family for GlmGeometry {
@@ -61,7 +70,8 @@ impl Family for GlmGeometry {
     fn image(&self, width: u64, height: u64) -> Result<ImageLayout> {
         let g = &self.0;
         let factor = g.patch_size * g.merge_size;
-        let resized = glm_resize(height, width, g.temporal_patch_size, factor, g.min_pixels, g.max_pixels)?;
+        let t = g.temporal_patch_size;
+        let resized = glm_resize(height, width, (t, t), factor, g.min_pixels, g.max_pixels)?;
         Ok(g.layout((width, height), resized))
     }
 

@@ -10,12 +10,14 @@ pub mod gemma4;
 pub mod glm4v;
 pub mod inkling;
 pub mod kimi;
+pub mod nemotron;
 pub mod qwen;
 
 pub use gemma4::Gemma4Geometry;
 pub use glm4v::GlmGeometry;
 pub use inkling::InklingGeometry;
 pub use kimi::KimiGeometry;
+pub use nemotron::NemotronGeometry;
 pub use qwen::QwenGeometry;
 
 /// What rawmm knows of one family's images: its integer knobs, checks, layout and packing.
@@ -175,6 +177,7 @@ families! {
     Glm(GlmGeometry),
     Gemma4(Gemma4Geometry),
     Inkling(InklingGeometry),
+    Nemotron(NemotronGeometry),
 }
 
 #[cfg(test)]

@@ -1,0 +1,125 @@
+"""transformers 5.24.0's image-processor test mixin (vendored in tests/hf_mixin/) on the NemotronH
+Omni image processor, written the way transformers' own model test modules are, and run on
+transformers' class and on rawmm's (`rawmm.hf.NemotronH_Omni_Reasoning_V3ImageProcessor`): rawmm's
+class must pass every test transformers' class passes. The output is patch rows of every image
+concatenated, `(Σ grid_h·grid_w, 3·p²)`, so the call tests count rows."""
+
+from __future__ import annotations
+
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the vendored mixin
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (conftest helpers)
+
+from conftest import require_torch_module
+
+require_torch_module()
+
+from PIL import Image
+from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import get_patch_grid_size
+
+
+def transformers_classes() -> dict[str, type]:
+    from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import (
+        NemotronH_Omni_Reasoning_V3ImageProcessor,
+    )
+
+    return {"torchvision": NemotronH_Omni_Reasoning_V3ImageProcessor}
+
+
+def rawmm_classes() -> dict[str, type]:
+    import rawmm.hf
+
+    return {"torchvision": rawmm.hf.NemotronH_Omni_Reasoning_V3ImageProcessor}
+
+
+class NemotronTester(ImageProcessingTester):
+    """Small patches and budget so the mixin's 30–400 pixel images are resized both ways."""
+
+    def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
+        self._classes = classes
+        kwargs.setdefault("patch_size", 8)
+        kwargs.setdefault("downsample_ratio", 0.5)
+        kwargs.setdefault("min_num_patches", 64)
+        kwargs.setdefault("max_num_patches", 576)
+        kwargs.setdefault("max_model_len", 4096)
+        kwargs.setdefault("do_normalize", True)
+        kwargs.setdefault("image_mean", [0.48145466, 0.4578275, 0.40821073])
+        kwargs.setdefault("image_std", [0.26862954, 0.26130258, 0.27577711])
+        kwargs.setdefault("do_convert_rgb", True)
+        super().__init__(parent, **kwargs)
+
+    def _get_image_processing_classes(self) -> dict[str, type]:
+        return dict(self._classes)
+
+    def grid(self, image: Any) -> tuple[int, int]:
+        if isinstance(image, Image.Image):
+            w, h = image.size
+        elif isinstance(image, np.ndarray):
+            h, w = image.shape[:2]
+        else:  # torch, channels first
+            h, w = image.shape[-2:]
+        return get_patch_grid_size(
+            int(h), int(w), self.patch_size, 2, self.min_num_patches, self.max_num_patches
+        )
+
+    def expected_output_image_shape(self, images: list[Any]) -> tuple[int, ...]:
+        rows = sum(gh * gw for gh, gw in (self.grid(im) for im in images))
+        return rows, 3 * self.patch_size**2
+
+
+class _NemotronImageProcessingTests(ImageProcessingTestMixin):
+    classes: Any = None
+
+    def setUp(self) -> None:
+        # Seeded: transformers' and rawmm's runs see the same images.
+        np.random.seed(0)
+        self.image_processor_tester = NemotronTester(self, type(self).classes())
+
+    @property
+    def image_processor_dict(self) -> dict[str, Any]:
+        return self.image_processor_tester.prepare_image_processor_dict()  # type: ignore[no-any-return]
+
+    def _check_calls(self, **prepare: Any) -> None:
+        tester = self.image_processor_tester
+        for cls in self.image_processing_classes.values():
+            proc = cls(**self.image_processor_dict)
+            images = tester.prepare_image_inputs(equal_resolution=False, **prepare)
+            one = proc(images[0], return_tensors="pt")
+            self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
+            batch = proc(images, return_tensors="pt")
+            self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
+            self.assertEqual(batch.image_grid_hw.tolist(), [list(tester.grid(im)) for im in images])
+
+    def test_call_pil(self) -> None:
+        self._check_calls()
+
+    def test_call_numpy(self) -> None:
+        self._check_calls(numpify=True)
+
+    def test_call_pytorch(self) -> None:
+        self._check_calls(torchify=True)
+
+    @unittest.skip("patches are built from 3 channels: a 4-channel image has no NemotronH layout")
+    def test_call_numpy_4_channels(self) -> None:
+        pass
+
+    def test_grid_is_a_multiple_of_the_merge_within_the_budget(self) -> None:
+        for h, w in [(1, 1), (30, 400), (400, 30), (1000, 1000)]:
+            gh, gw = get_patch_grid_size(h, w, 8, 2, 64, 576)
+            self.assertEqual((gh % 2, gw % 2), (0, 0))
+            self.assertLessEqual(gh * gw, 576)
+
+
+class TestTransformersNemotronImageProcessing(_NemotronImageProcessingTests, unittest.TestCase):
+    classes = staticmethod(transformers_classes)
+
+
+class TestRawmmNemotronImageProcessing(_NemotronImageProcessingTests, unittest.TestCase):
+    classes = staticmethod(rawmm_classes)
