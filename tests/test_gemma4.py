@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import BACKENDS, require_torch
+from family_checks import assert_same_outputs, cli_round_trip, video_call
 from images import make_image, modes, seeds, sides
 from rawmm import AssetStore, Layout, LayoutError, adapter_for
 from rawmm.families import family
@@ -51,17 +52,6 @@ def reference(layout: Layout) -> Any:
         image_mean=k["image_mean"],
         image_std=k["image_std"],
     )
-
-
-def assert_same_outputs(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert set(got) == set(want)
-    for key in want:
-        if key == "num_soft_tokens_per_image":
-            assert list(got[key]) == list(want[key])
-            continue
-        g, w = np.asarray(got[key]), np.asarray(want[key])
-        assert g.dtype == w.dtype and g.shape == w.shape, key
-        assert np.array_equal(g.view(np.uint8), w.view(np.uint8)), key  # every bit, -0.0 too
 
 
 def same(layout: Layout, im: Any) -> None:
@@ -340,26 +330,10 @@ def test_uint8_rows_and_normalize(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cli_describe_and_materialize(tmp_path: Path, backend: str) -> None:
-    """`rawmm describe` then `rawmm materialize`: the .npz holds the processor's dict."""
-    from click.testing import CliRunner
-
-    from images import encode
-    from rawmm.cli import main
-
     im = make_image("RGB", 500, 300, "noise", 9)
-    path = tmp_path / "a.png"
-    path.write_bytes(encode(im, "PNG"))
-    store, out = tmp_path / "run", tmp_path / "out.npz"
-    common = ["--model", "gemma4", "--backend", backend, "--store", str(store)]
-    res = CliRunner().invoke(main, ["describe", *common, str(path)])
-    assert res.exit_code == 0, res.output
-    line = json.loads(res.output.strip().splitlines()[-1])
+    want = dict(reference(Layout.preset("gemma4", backend=backend))(images=[im], return_tensors="np"))
+    line = cli_round_trip(tmp_path, "gemma4", im, want, backend)
     assert line["family"] == "gemma4" and line["num_tokens"] == line["payload"]["num_soft_tokens"]
-    res = CliRunner().invoke(main, ["materialize", line["ref"], *common, "-o", str(out)])
-    assert res.exit_code == 0, res.output
-    want = reference(Layout.preset("gemma4", backend=backend))(images=[im], return_tensors="np")
-    with np.load(out) as z:
-        assert_same_outputs({k: z[k] for k in z.files}, dict(want))
 
 
 def video_reference(layout: Layout) -> Any:
@@ -401,7 +375,6 @@ def test_video_bit_identical(
     """`Layout.video` (frame indices, sizes, the timestamped prompt) and `video_pixel_values`
     against `Gemma4VideoProcessor` and `Gemma4Processor.replace_video_token`; the drop-in too."""
     from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
-    from transformers.video_utils import VideoMetadata
 
     import rawmm.hf
 
@@ -412,16 +385,7 @@ def test_video_bit_identical(
         "do_normalize": normalize,
     }
     layout = Layout.preset("gemma4", video=video)
-    frames = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    meta = VideoMetadata(total_num_frames=n, fps=fps, width=w, height=h)
-    # Frames as stored (HWC): transformers would otherwise guess the channel axis of tiny ones.
-    call = {
-        "videos": [frames],
-        "return_tensors": "np",
-        "video_metadata": [meta],
-        "return_metadata": True,
-        "input_data_format": "channels_last",
-    }
+    frames, call = video_call(n, w, h, fps, seed)
     try:
         ref = video_reference(layout)(**call)
     except ValueError as e:

@@ -16,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import BACKENDS, require_torch
+from family_checks import video_call
 from images import make_image, modes, seeds, sides
 from rawmm import AssetStore, Layout, LayoutError, adapter_for
 
@@ -258,22 +259,11 @@ def test_video_bit_identical(name: str, n: int, w: int, h: int, fps: float, seed
     """`Layout.video` (frame indices, sizes, the timestamped prompt) and `video_pixel_values`
     against the GLM-V video processor and `Glm4vProcessor.replace_video_token`; the drop-in
     too."""
-    from transformers.video_utils import VideoMetadata
-
     import rawmm.hf
 
     video_cls, replace = video_reference(name)
     layout = Layout.preset(name)
-    frames = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    meta = VideoMetadata(total_num_frames=n, fps=fps, width=w, height=h)
-    # Frames as stored (HWC): transformers would otherwise guess the channel axis of tiny ones.
-    call = {
-        "videos": [frames],
-        "return_tensors": "np",
-        "video_metadata": [meta],
-        "return_metadata": True,
-        "input_data_format": "channels_last",
-    }
+    frames, call = video_call(n, w, h, fps, seed)
     try:
         ref = video_cls()(**call)
     except ValueError as e:

@@ -17,7 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_torch
-from images import encode, make_image, modes, seeds, sides
+from family_checks import assert_same_outputs, cli_round_trip
+from images import make_image, modes, seeds, sides
 from rawmm import AssetStore, Layout, LayoutError, adapter_for
 from rawmm.families import family
 
@@ -41,16 +42,6 @@ def reference(layout: Layout) -> Any:
         image_mean=k["image_mean"],
         image_std=k["image_std"],
     )
-
-
-def assert_same_outputs(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert set(got) == set(want)
-    for key in want:
-        g, w = np.asarray(got[key]), np.asarray(want[key])
-        assert g.dtype == w.dtype and g.shape == w.shape, key
-        assert np.array_equal(
-            np.ascontiguousarray(g).view(np.uint8), np.ascontiguousarray(w).view(np.uint8)
-        ), key
 
 
 def same(layout: Layout, im: Any) -> None:
@@ -274,21 +265,7 @@ def test_renderer_prompt_ids_with_grid_processor(tmp_path: Path) -> None:
 
 
 def test_cli_describe_and_materialize(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from rawmm.cli import main
-
     im = make_image("RGB", 333, 120, "noise", 9)
-    path = tmp_path / "a.png"
-    path.write_bytes(encode(im, "PNG"))
-    store, out = tmp_path / "run", tmp_path / "out.npz"
-    common = ["--model", "inkling", "--store", str(store)]
-    res = CliRunner().invoke(main, ["describe", *common, str(path)])
-    assert res.exit_code == 0, res.output
-    line = json.loads(res.output.strip().splitlines()[-1])
+    want = dict(reference(Layout.preset("inkling"))(images=[im], return_tensors="np"))
+    line = cli_round_trip(tmp_path, "inkling", im, want)
     assert line["family"] == "inkling" and line["num_tokens"] == 3 * 9
-    res = CliRunner().invoke(main, ["materialize", line["ref"], *common, "-o", str(out)])
-    assert res.exit_code == 0, res.output
-    want = reference(Layout.preset("inkling"))(images=[im], return_tensors="np")
-    with np.load(out) as z:
-        assert_same_outputs({k: z[k] for k in z.files}, dict(want))

@@ -18,7 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_torch
-from images import encode, make_image, modes, seeds, sides
+from family_checks import assert_same_outputs, cli_round_trip, video_call
+from images import make_image, modes, seeds, sides
 from rawmm import AssetStore, Layout, LayoutError, adapter_for
 from rawmm.families import family
 
@@ -46,14 +47,6 @@ def reference(layout: Layout) -> Any:
         image_mean=k["image_mean"],
         image_std=k["image_std"],
     )
-
-
-def assert_same_outputs(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert set(got) == set(want)
-    for key in want:
-        g, w = np.asarray(got[key]), np.asarray(want[key])
-        assert g.dtype == w.dtype and g.shape == w.shape, key
-        assert np.array_equal(g.view(np.uint8), w.view(np.uint8)), key
 
 
 def same(layout: Layout, im: Any) -> None:
@@ -114,6 +107,20 @@ def test_knobs_configs_and_errors(tmp_path: Path) -> None:
     assert Layout.from_preprocessor_config(cfg) == Layout.preset("nemotron_h_omni")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "nemotron_h_omni"}))
     assert Layout.from_preprocessor_config(tmp_path) == Layout.preset("nemotron_h_omni")
+    # A folder's video_preprocessor_config.json sets the video knobs.
+    from transformers.models.nemotron_h_omni.video_processing_nemotron_h_omni import (
+        NemotronH_Omni_Reasoning_V3VideoProcessor,
+    )
+
+    NemotronH_Omni_Reasoning_V3VideoProcessor(
+        norm_mean=[0.5] * 3, norm_std=[0.25] * 3, video_target_num_patches=256
+    ).save_pretrained(tmp_path)
+    video = Layout.from_preprocessor_config(tmp_path).video_knobs
+    assert (video["norm_mean"], video["norm_std"], video["video_target_num_patches"]) == (
+        [0.5] * 3,
+        [0.25] * 3,
+        256,
+    )
     # Released checkpoints name mean and std norm_mean / norm_std.
     legacy = {k: v for k, v in cfg.items() if k not in ("image_mean", "image_std")}
     layout = Layout.from_preprocessor_config({**legacy, "norm_mean": [0.5] * 3, "norm_std": [0.5] * 3})
@@ -124,8 +131,12 @@ def test_knobs_configs_and_errors(tmp_path: Path) -> None:
         Layout.from_preprocessor_config(cfg, backend="pil")
     with pytest.raises(LayoutError, match="no uint8 rows"):
         Layout.preset("nemotron_h_omni").pixel_values(np.zeros((40, 40, 3), np.uint8), dtype="uint8")
-    with pytest.raises(LayoutError, match="video layouts are not supported"):
-        Layout.preset("nemotron_h_omni").video(4, 64, 64)
+    with pytest.raises(LayoutError, match="mutually exclusive"):
+        Layout.preset("nemotron_h_omni", video={"do_sample_frames": True, "num_frames": 2, "fps": 1.0}).video(
+            4, 64, 64
+        )
+    with pytest.raises(LayoutError, match="video norm_mean must be three numbers"):
+        Layout.preset("nemotron_h_omni", video={"norm_mean": None})
     layout = Layout.preset("nemotron_h_omni")
     lay = layout.image(640, 480)
     assert layout.placeholder_text(lay) == "<img>" + "<image>" * lay.num_tokens + "</img>"
@@ -249,21 +260,70 @@ def test_renderer_prompt_ids_with_grid_processor(tmp_path: Path) -> None:
 
 
 def test_cli_describe_and_materialize(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from rawmm.cli import main
-
     im = make_image("RGB", 333, 120, "noise", 9)
-    path = tmp_path / "a.png"
-    path.write_bytes(encode(im, "PNG"))
-    store, out = tmp_path / "run", tmp_path / "out.npz"
-    common = ["--model", "nemotron_h_omni", "--store", str(store)]
-    res = CliRunner().invoke(main, ["describe", *common, str(path)])
-    assert res.exit_code == 0, res.output
-    line = json.loads(res.output.strip().splitlines()[-1])
-    assert line["family"] == "nemotron_h_omni"
-    res = CliRunner().invoke(main, ["materialize", line["ref"], *common, "-o", str(out)])
-    assert res.exit_code == 0, res.output
-    want = reference(Layout.preset("nemotron_h_omni"))(images=[im], return_tensors="np")
-    with np.load(out) as z:
-        assert_same_outputs({k: z[k] for k in z.files}, dict(want))
+    want = dict(reference(Layout.preset("nemotron_h_omni"))(images=[im], return_tensors="np"))
+    assert cli_round_trip(tmp_path, "nemotron_h_omni", im, want)["family"] == "nemotron_h_omni"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    w=st.integers(1, 200),
+    h=st.integers(1, 200),
+    sample=st.sampled_from([None, "num_frames", "fps"]),
+    aspect=st.booleans(),
+    target=st.sampled_from([64, 256, 1024]),
+    fps=st.sampled_from([1.0, 2.5, 24.0, 29.97]),
+    seed=seeds,
+)
+@example(n=7, w=320, h=240, sample=None, aspect=True, target=1024, fps=10.0, seed=1)  # the defaults
+@example(n=8, w=50, h=100, sample="num_frames", aspect=True, target=256, fps=24.0, seed=2)
+@example(n=5, w=1, h=1, sample=None, aspect=False, target=64, fps=2.5, seed=3)  # a square tile
+def test_video_bit_identical(
+    n: int, w: int, h: int, sample: str | None, aspect: bool, target: int, fps: float, seed: int
+) -> None:
+    """`Layout.video` (frames, tile, the labelled prompt) and `video_pixel_values` against
+    `NemotronH_Omni_Reasoning_V3VideoProcessor` and `NemotronH_Omni_Reasoning_V3Processor.
+    replace_video_token`; the drop-in too."""
+    from transformers.models.nemotron_h_omni.processing_nemotron_h_omni import (
+        NemotronH_Omni_Reasoning_V3Processor,
+    )
+    from transformers.models.nemotron_h_omni.video_processing_nemotron_h_omni import (
+        NemotronH_Omni_Reasoning_V3VideoProcessor,
+    )
+
+    import rawmm.hf
+
+    video: dict[str, Any] = {"video_maintain_aspect_ratio": aspect, "video_target_num_patches": target}
+    if sample == "num_frames":
+        video.update(do_sample_frames=True, num_frames=max(1, n // 2))
+    elif sample == "fps":
+        video.update(do_sample_frames=True, fps=fps / 2)
+    layout = Layout.preset("nemotron_h_omni", video=video)
+    k = layout.video_knobs
+    kw = {
+        key: k[key]
+        for key in ("norm_mean", "norm_std", "video_target_num_patches", "video_maintain_aspect_ratio")
+    }
+    kw.update({key: k[key] for key in ("do_sample_frames", "num_frames", "fps") if k[key] is not None})
+    frames, call = video_call(n, w, h, fps, seed)
+    ref = NemotronH_Omni_Reasoning_V3VideoProcessor(**kw)(**call)
+    v = layout.video(n, w, h, fps=fps)
+    sampled = ref["video_metadata"][0].frames_indices
+    assert v.frame_indices == (list(range(n)) if sampled is None else [int(i) for i in sampled])
+    fake = SimpleNamespace(
+        video_processor=SimpleNamespace(patch_size=16, downsample_ratio=0.5),
+        image_start_token="<img>",
+        image_token="<image>",
+        image_end_token="</img>",
+        video_temporal_patch_dim=2,
+    )
+    text = NemotronH_Omni_Reasoning_V3Processor.replace_video_token(fake, ref, 0)
+    assert v.placeholder_text == text and v.num_tokens == text.count("<image>")
+    got = layout.video_pixel_values(list(frames), fps=fps).pixel_values
+    assert np.array_equal(got.view(np.uint32), ref["pixel_values_videos"].view(np.uint32))
+    ours = rawmm.hf.NemotronH_Omni_Reasoning_V3VideoProcessor(**kw)(**call)
+    assert np.array_equal(
+        ours["pixel_values_videos"].view(np.uint32), ref["pixel_values_videos"].view(np.uint32)
+    )
+    assert list(ours["num_frames"]) == list(ref["num_frames"])

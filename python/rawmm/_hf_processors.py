@@ -25,6 +25,7 @@ from transformers.image_processing_base import BatchFeature
 from ._presets import RESCALE
 from .errors import RawmmError
 from .families import PRESETS, family
+from .families._base import three_floats
 from .layout import Layout
 from .pixels import _pil_pixels, core_pixel_values
 
@@ -189,6 +190,8 @@ def __getattr__(name: str) -> Any:
         return _family_class(name)
     if name == "Gemma4VideoProcessor":
         return _gemma4_video_class()
+    if name == "NemotronH_Omni_Reasoning_V3VideoProcessor":
+        return _nemotron_video_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -248,7 +251,7 @@ def register() -> None:
     """Makes `AutoImageProcessor` and `AutoVideoProcessor` (and so `AutoProcessor`, vLLM,
     prime-rl, renderers) return rawmm's classes for the Qwen model types, for both image
     backends, `AutoImageProcessor` rawmm's image processors of the other families, and
-    `AutoVideoProcessor` rawmm's GLM-V and Gemma 4 video processors. Idempotent."""
+    `AutoVideoProcessor` rawmm's GLM-V, Gemma 4 and NemotronH Omni video processors. Idempotent."""
     from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
     from transformers.utils.import_utils import is_torchvision_available
 
@@ -275,6 +278,8 @@ def register() -> None:
         AutoImageProcessor.register(config_class, image_processor_classes=own, exist_ok=True)
         if model_type == "gemma4" and is_torchvision_available():
             AutoVideoProcessor.register(config_class, _gemma4_video_class(), exist_ok=True)
+        if model_type == "nemotron_h_omni" and is_torchvision_available():
+            AutoVideoProcessor.register(config_class, _nemotron_video_class(), exist_ok=True)
         if prefix + "VideoProcessor" in _VIDEO and is_torchvision_available():
             AutoVideoProcessor.register(config_class, _video_class(prefix + "VideoProcessor"), exist_ok=True)
 
@@ -405,6 +410,70 @@ def _gemma4_video_class() -> type:
             "__module__": __name__,
             "__qualname__": "Gemma4VideoProcessor",  # pickled by name
             "__doc__": "transformers' `Gemma4VideoProcessor`, its frames packed by rawmm.",
+            "_preprocess": _preprocess,
+        },
+    )
+
+
+@functools.cache
+def _nemotron_video_class() -> type:
+    """rawmm's subclass of transformers' `NemotronH_Omni_Reasoning_V3VideoProcessor`: frames
+    resized in float by the core at the tile the parent's own `_compute_target_patches` picks,
+    normalised and stacked into tubelets as the parent does (`families.nemotron.pack_tubelets`)."""
+    import torch
+    from transformers.models.nemotron_h_omni import video_processing_nemotron_h_omni as module
+
+    from .families.nemotron import pack_tubelets
+
+    parent = module.NemotronH_Omni_Reasoning_V3VideoProcessor
+    globals()["NemotronH_Omni_Reasoning_V3VideoProcessorInitKwargs"] = (
+        module.NemotronH_Omni_Reasoning_V3VideoProcessorInitKwargs
+    )
+
+    def _preprocess(self: Any, videos: list[Any], temporal_patch_size: Any = None, **kwargs: Any) -> Any:
+        data = _rawmm_videos(self, videos, temporal_patch_size or self.temporal_patch_size)
+        if data is None:
+            return parent._preprocess(self, videos, temporal_patch_size=temporal_patch_size, **kwargs)
+        return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
+
+    def _rawmm_videos(self: Any, videos: list[Any], t: Any) -> dict[str, Any] | None:
+        mean, std = three_floats(self.norm_mean), three_floats(self.norm_std)
+        if (
+            mean is None
+            or std is None
+            or not isinstance(t, int)
+            or isinstance(t, bool)
+            or t < 1
+            or not videos
+        ):
+            return None
+        knobs = {"temporal_patch_size": t, "norm_mean": mean, "norm_std": std}
+        core = Layout.preset("nemotron_h_omni")._core
+        values, counts = [], []
+        for video in videos:
+            frames = [_hwc_uint8(f) for f in video] if getattr(video, "ndim", 0) == 4 else [None]
+            if not frames or any(f is None for f in frames):
+                return None
+            h, w = frames[0].shape[:2]  # type: ignore[union-attr]
+            wp, hp = self._compute_target_patches(h, w)
+            size = (wp * self.patch_size, hp * self.patch_size)
+            try:
+                raw = core.frames_pixel_values(frames, size, size, bfloat16=False, threads=None)
+            except RawmmError:
+                return None
+            values.append(pack_tubelets(raw, knobs, (size[1], size[0]))[0])
+            counts.append(len(frames))
+        if len({v.shape for v in values}) > 1:
+            return None  # the parent raises its own error for that
+        return {"pixel_values_videos": torch.from_numpy(np.stack(values)), "num_frames": counts}
+
+    return type(
+        "NemotronH_Omni_Reasoning_V3VideoProcessor",
+        (parent,),
+        {
+            "__module__": __name__,
+            "__qualname__": "NemotronH_Omni_Reasoning_V3VideoProcessor",  # pickled by name
+            "__doc__": "transformers' NemotronH Omni video processor, its frames packed by rawmm.",
             "_preprocess": _preprocess,
         },
     )

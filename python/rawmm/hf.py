@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     Gemma4VideoProcessor = Qwen2VLImageProcessorPil
     InklingImageProcessor = Qwen2VLImageProcessorPil
     NemotronH_Omni_Reasoning_V3ImageProcessor = Qwen2VLImageProcessorPil
+    NemotronH_Omni_Reasoning_V3VideoProcessor = Qwen2VLImageProcessorPil
 
 __all__ = [
     "Gemma4ImageProcessor",
@@ -51,6 +52,7 @@ __all__ = [
     "KimiK25ImageProcessor",
     "KimiK25Processor",
     "NemotronH_Omni_Reasoning_V3ImageProcessor",
+    "NemotronH_Omni_Reasoning_V3VideoProcessor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",
@@ -71,6 +73,7 @@ _LAZY = {
     "Glm4vVideoProcessor",
     "InklingImageProcessor",
     "NemotronH_Omni_Reasoning_V3ImageProcessor",
+    "NemotronH_Omni_Reasoning_V3VideoProcessor",
     "Qwen2VLImageProcessor",
     "Qwen2VLImageProcessorPil",
     "Qwen2VLVideoProcessor",

@@ -410,4 +410,5 @@ class Layout:
             bfloat16=dtype == "bfloat16",
             threads=threads,
         )
+        values = self._family.video_values(self, values, v)
         return PixelValues(pixel_values=values, grid_thw=grid, num_tokens=tokens)

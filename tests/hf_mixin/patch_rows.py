@@ -1,6 +1,7 @@
-"""The call tests of the image-processor mixin for processors whose output is patch rows, not
-(batch, C, H, W) (Qwen2-VL, GLM-V): transformers' own test modules for those models override
-them the same way. The tester's `expected_output_image_shape` gives the rows."""
+"""The call tests of the image-processor mixin for processors whose output is patch rows of every
+image concatenated, not (batch, C, H, W) (Qwen2-VL, GLM-V, Inkling, NemotronH Omni):
+transformers' own test modules for those models override them the same way. The tester's
+`expected_output_image_shape` gives the rows, `check_sizes` the per-image size output."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ class PatchRowCallTests:
             self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
             batch = proc(images, return_tensors="pt")
             self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
-            self.assertEqual(tuple(batch.image_grid_thw.shape), (len(images), 3))
+            self.check_sizes(batch, images)
+
+    def check_sizes(self, batch: Any, images: list[Any]) -> None:
+        """The batch's per-image size output (Qwen2-VL, GLM-V: one grid row per image)."""
+        self.assertEqual(tuple(batch.image_grid_thw.shape), (len(images), 3))
 
     def test_call_pil(self) -> None:
         self._check_calls()

@@ -12,7 +12,7 @@ from .._presets import LEGACY_BACKEND
 
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
-    from ..layout import Layout
+    from ..layout import Layout, VideoLayout
 
 
 def three_floats(v: Any) -> list[float] | None:
@@ -94,6 +94,10 @@ class Family:
     def max_image_rows(self, knobs: Mapping[str, Any]) -> int:
         """An upper bound of `t*h*w` over every image grid of a layout with these knobs."""
         raise NotImplementedError
+
+    def video_values(self, layout: Layout, values: np.ndarray, video: VideoLayout) -> np.ndarray:
+        """A video's `pixel_values` from the core's `frames_pixel_values` (as they are by default)."""
+        return values
 
     def video_core(self, layout: Layout) -> LayoutCore:
         """The core that packs a video's frames (the layout's own by default)."""

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     from ..layout import Layout
 
 # (<|image>, <|image|>, <image|>): `Gemma4Config`'s boi_token_id, image_token_id and
-# eoi_token_id defaults (transformers 5.24 configuration_gemma4.py), which the released
-# google/gemma-4-* checkpoints keep.
+# eoi_token_id defaults (transformers 5.24 configuration_gemma4.py). The google/gemma-4-*
+# configs themselves could not be read here (no hub access).
 GEMMA4_IDS = (255999, 258880, 258882)
-# `Gemma4ImageProcessor`'s class defaults, which the released checkpoints' processor configs
-# keep: patch 16, 280 soft tokens, pooling 3, rescale only (mean 0, std 1).
+# `Gemma4ImageProcessor`'s class defaults (transformers 5.24; its tests call them the
+# VARASP_SL280_K3 reference): patch 16, 280 soft tokens, pooling 3, rescale only (mean 0,
+# std 1). A checkpoint's own config: `Layout.from_preprocessor_config`.
 GEMMA4_IMAGE = {
     "patch_size": 16,
     "max_soft_tokens": 280,

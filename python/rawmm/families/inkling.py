@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # image_token_id defaults (transformers 5.24 configuration_inkling.py).
 INKLING_IDS = (200005, 200054)
 _LANCZOS = 1  # PIL.Image.Resampling.LANCZOS
-# `InklingImageProcessor`'s class defaults: 40-pixel tiles, no pre-scale (cap 2048 when one
-# is set), CLIP normalisation.
+# `InklingImageProcessor`'s class defaults (transformers 5.24; thinkingmachines/Inkling's own
+# config could not be read here): 40-pixel tiles, no pre-scale (cap 2048 when one is set), CLIP
+# normalisation. A checkpoint's own config: `Layout.from_preprocessor_config`.
 INKLING_IMAGE = {
     "patch_size": 40,
     "rescale_image_frac": None,

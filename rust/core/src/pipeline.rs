@@ -360,6 +360,9 @@ impl Knobs {
                     frames.len(),
                 )
             }
+            // Whole frames, resized in float and not normalised (the video processor's own
+            // arithmetic follows in Python): three planes each.
+            Geometry::Nemotron(_) => (3 * rw * rh, frames.len()),
             g => return Err(Error::Layout(format!("{} video pixel_values are not supported yet", g.family()))),
         };
         let total = per_unit * units;
@@ -381,6 +384,15 @@ impl Knobs {
                 let packing = Packing::Gemma4 { patch: g.patch_size as usize, rows: g.max_patches() as usize };
                 for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
                     pack_image(job, packing, &norm, resample, slice, parallel);
+                }
+            }
+            Geometry::Nemotron(_) => {
+                for (job, slice) in jobs.iter().zip(out.chunks_mut(per_unit)) {
+                    let planes =
+                        crate::resample::float::resize_rgb(job.rgb, job.channels, (job.width, job.height), (rw, rh));
+                    for (d, &v) in slice.iter_mut().zip(&planes) {
+                        d.write(T::from_f32(v));
+                    }
                 }
             }
             _ => unreachable!("families without video packing are refused above"),

@@ -20,6 +20,7 @@ from conftest import require_torch_module
 
 require_torch_module()
 
+from patch_rows import PatchRowCallTests
 from PIL import Image
 from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
 
@@ -67,7 +68,7 @@ class InklingTester(ImageProcessingTester):
         return sum(self.tiles(im) for im in images), 2, p, p, 3
 
 
-class _InklingImageProcessingTests(ImageProcessingTestMixin):
+class _InklingImageProcessingTests(PatchRowCallTests, ImageProcessingTestMixin):
     classes: Any = None
 
     def setUp(self) -> None:
@@ -79,25 +80,8 @@ class _InklingImageProcessingTests(ImageProcessingTestMixin):
     def image_processor_dict(self) -> dict[str, Any]:
         return self.image_processor_tester.prepare_image_processor_dict()  # type: ignore[no-any-return]
 
-    def _check_calls(self, **prepare: Any) -> None:
-        tester = self.image_processor_tester
-        for cls in self.image_processing_classes.values():
-            proc = cls(**self.image_processor_dict)
-            images = tester.prepare_image_inputs(equal_resolution=False, **prepare)
-            one = proc(images[0], return_tensors="pt")
-            self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
-            batch = proc(images, return_tensors="pt")
-            self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
-            self.assertEqual(batch.num_patches.tolist(), [tester.tiles(im) for im in images])
-
-    def test_call_pil(self) -> None:
-        self._check_calls()
-
-    def test_call_numpy(self) -> None:
-        self._check_calls(numpify=True)
-
-    def test_call_pytorch(self) -> None:
-        self._check_calls(torchify=True)
+    def check_sizes(self, batch: Any, images: list[Any]) -> None:
+        self.assertEqual(batch.num_patches.tolist(), [self.image_processor_tester.tiles(im) for im in images])
 
     @unittest.skip("tiles are built from 3 channels: a 4-channel image has no Inkling layout")
     def test_call_numpy_4_channels(self) -> None:

@@ -20,6 +20,7 @@ from conftest import require_torch_module
 
 require_torch_module()
 
+from patch_rows import PatchRowCallTests
 from PIL import Image
 from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
 from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import get_patch_grid_size
@@ -74,7 +75,7 @@ class NemotronTester(ImageProcessingTester):
         return rows, 3 * self.patch_size**2
 
 
-class _NemotronImageProcessingTests(ImageProcessingTestMixin):
+class _NemotronImageProcessingTests(PatchRowCallTests, ImageProcessingTestMixin):
     classes: Any = None
 
     def setUp(self) -> None:
@@ -86,25 +87,10 @@ class _NemotronImageProcessingTests(ImageProcessingTestMixin):
     def image_processor_dict(self) -> dict[str, Any]:
         return self.image_processor_tester.prepare_image_processor_dict()  # type: ignore[no-any-return]
 
-    def _check_calls(self, **prepare: Any) -> None:
-        tester = self.image_processor_tester
-        for cls in self.image_processing_classes.values():
-            proc = cls(**self.image_processor_dict)
-            images = tester.prepare_image_inputs(equal_resolution=False, **prepare)
-            one = proc(images[0], return_tensors="pt")
-            self.assertEqual(tuple(one.pixel_values.shape), tester.expected_output_image_shape([images[0]]))
-            batch = proc(images, return_tensors="pt")
-            self.assertEqual(tuple(batch.pixel_values.shape), tester.expected_output_image_shape(images))
-            self.assertEqual(batch.image_grid_hw.tolist(), [list(tester.grid(im)) for im in images])
-
-    def test_call_pil(self) -> None:
-        self._check_calls()
-
-    def test_call_numpy(self) -> None:
-        self._check_calls(numpify=True)
-
-    def test_call_pytorch(self) -> None:
-        self._check_calls(torchify=True)
+    def check_sizes(self, batch: Any, images: list[Any]) -> None:
+        self.assertEqual(
+            batch.image_grid_hw.tolist(), [list(self.image_processor_tester.grid(im)) for im in images]
+        )
 
     @unittest.skip("patches are built from 3 channels: a 4-channel image has no NemotronH layout")
     def test_call_numpy_4_channels(self) -> None:
