@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.targets import Shared
+from rawmm import Layout
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +31,12 @@ def test_no_caller_sees_another_callers_buffer(shared: Shared, threads: int, cac
     rng = random.Random(threads * 1000 + cache_bytes)
     for _ in range(int(os.environ.get("RAWMM_RACE_RUNS", "4"))):
         assert shared.run(rng, threads, cache_bytes, batches=20) == 0
+
+
+def test_padded_rows_are_not_shared_either(tmp_path: Path) -> None:
+    """The same schedules on Gemma 4, whose every image is padded to the patch budget: the rows
+    of a batch come from `Layout.image_rows`, not the grid."""
+    shared = Shared(tmp_path, Layout.preset("gemma4", max_soft_tokens=70))
+    rng = random.Random(70)
+    for _ in range(int(os.environ.get("RAWMM_RACE_RUNS", "4")) // 2 or 1):
+        assert shared.run(rng, 16, 3 << 20, batches=20) == 0

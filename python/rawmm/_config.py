@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,10 @@ def read_config(
     chosen = backend if backend is not None else in_config
     if chosen is not None and chosen not in BACKENDS:
         raise LayoutError(f"backend must be one of {list(BACKENDS)}, got {chosen!r}")
-    knobs, video = FAMILIES[name].read_config(cfg, preset, preset_video, video_cfg, chosen)
+    fam = FAMILIES[name]
+    if chosen is not None and fam.has_backend and chosen not in fam.backends:
+        raise LayoutError(f"{name} has only the {' and '.join(fam.backends)} backend in transformers 5.24")
+    knobs, video = fam.read_config(cfg, preset, preset_video, video_cfg, chosen)
     return model, knobs, video
 
 
@@ -96,6 +99,13 @@ def _model_of(cfg: Mapping[str, Any], folder: Path | None) -> str:
             "image_processor_type naming one model"
         )
     raise LayoutError(f"model=None but there is no {path} to read model_type from")
+
+
+def overlay(knobs: dict[str, Any], cfg: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Each of `keys` that `cfg` sets (not None) replaces the knob's value."""
+    for key in keys:
+        if cfg.get(key) is not None:
+            knobs[key] = cfg[key]
 
 
 def check_rest(cfg: Mapping[str, Any], handled: set[str], where: str) -> None:

@@ -219,11 +219,12 @@ def envelopes(data: bytes, ctx: Context) -> None:
 class Shared:
     """Issue 17 §2: one Materializer shared by threads that reuse their own `out=` arrays and
     overwrite them as soon as a call returns (as a trainer reusing pinned buffers does). The
-    images, their refs and each one's pixels from `adapter.materialize` alone (the reference)."""
+    images, their refs and each one's pixels from `adapter.materialize` alone (the reference);
+    Qwen2.5-VL's layout unless another is given."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, layout: Layout | None = None) -> None:
         self.store = AssetStore(root / "shared", max_bytes=1 << 22, max_pixels=1 << 22)
-        self.adapter = _ADAPTERS[0]
+        self.adapter = _ADAPTERS[0] if layout is None else adapter_for(layout)
         self.refs: list[str] = []
         self.want: list[np.ndarray] = []
         rng = np.random.default_rng(17)

@@ -12,9 +12,9 @@ from PIL import Image
 from test_image_processing_common import ImageProcessingTester
 
 
-class PatchRowTester(ImageProcessingTester):
-    """A tester for the given processor classes whose expected output is patch rows:
-    (Σ grid_h·grid_w, C·T·p²), each image sized by the model's `resized(h, w)`."""
+class ClassesTester(ImageProcessingTester):
+    """A tester of the given processor classes (transformers' or rawmm's), not the ones the
+    mixin finds from the test module's folder name."""
 
     def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
         self._classes = classes
@@ -22,6 +22,11 @@ class PatchRowTester(ImageProcessingTester):
 
     def _get_image_processing_classes(self) -> dict[str, type]:
         return dict(self._classes)
+
+
+class PatchRowTester(ClassesTester):
+    """A tester whose expected output is patch rows: (Σ grid_h·grid_w, C·T·p²), each image
+    sized by the model's `resized(h, w)`."""
 
     def resized(self, h: int, w: int) -> tuple[int, int]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from .._presets import LEGACY_BACKEND
+from .._presets import BACKENDS, LEGACY_BACKEND
 
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
@@ -51,6 +51,8 @@ class Family:
     #: Whether the family has the "backend" knob, and if not, why.
     has_backend: ClassVar[bool] = True
     no_backend_reason: ClassVar[str] = ""
+    #: The backends transformers has for it (what `backend=` may name when reading a config).
+    backends: ClassVar[tuple[str, ...]] = BACKENDS
     #: The backend a knob set without one means: "pil" for the families whose layouts predate
     #: the knob (their fingerprints, `_presets.LEGACY_BACKEND`), the preset's for later ones.
     default_backend: ClassVar[str] = LEGACY_BACKEND
@@ -115,16 +117,28 @@ class Family:
 
     # -- prompt text ----------------------------------------------------------------------
 
+    #: (begin, pad, end) strings and ids of a family whose placeholder is `begin + pad·n + end`
+    #: with fixed ids; the three methods below serve it from these.
+    wrapped: ClassVar[tuple[tuple[str, str, str], tuple[int, int, int]] | None] = None
+
     def placeholder_text(self, model: str, n: int) -> str:
         """The whole wrapped placeholder of an image with `n` pad tokens."""
-        raise NotImplementedError
+        if self.wrapped is None:
+            raise NotImplementedError
+        begin, pad, end = self.wrapped[0]
+        return begin + pad * n + end
 
     def placeholder_token_ids(self, model: str, n: int, tokenizer: Tokenizer | None) -> list[int]:
-        raise NotImplementedError
+        if self.wrapped is None:
+            raise NotImplementedError
+        begin, pad, end = self.wrapped[1]
+        return [begin, *([pad] * n), end]
 
     def image_pad_token_id(self, model: str) -> int:
         """The id whose run a renderer expands to `num_tokens`."""
-        raise NotImplementedError
+        if self.wrapped is None:
+            raise NotImplementedError
+        return self.wrapped[1][1]
 
     def placeholder_length(self, layout: Layout, grid: tuple[int, int, int]) -> int:
         """`mm_placeholders` length of an image of `grid` before the server expands it."""

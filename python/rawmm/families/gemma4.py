@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._config import check_rest, common_pixel_keys
+from .._config import check_rest, common_pixel_keys, overlay
 from .._presets import COMMON
 from ..errors import LayoutError, show
-from ._base import Family, Tokenizer, positive_ints, three_floats
+from ._base import Family, positive_ints, three_floats
 
 if TYPE_CHECKING:
     from .._core import ImageLayout, LayoutCore
@@ -70,6 +70,7 @@ class Gemma4(Family):
     model_input_names = ("pixel_values", "image_position_ids", "num_soft_tokens_per_image")
     channels_last = True
     default_backend = "torchvision"
+    wrapped = (("<|image>", "<|image|>", "<image|>"), GEMMA4_IDS)
 
     def read_config(
         self,
@@ -81,9 +82,7 @@ class Gemma4(Family):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         where = "preprocessor_config"
         knobs = dict(preset)
-        for key in _READ:
-            if cfg.get(key) is not None:
-                knobs[key] = cfg[key]
+        overlay(knobs, cfg, _READ)
         common_pixel_keys(cfg, knobs, where)
         # Gemma 4 sizes images from its patch budget: any `size` but None is refused here.
         check_rest(cfg, {*_READ, "rescale_factor", "resample"}, where)
@@ -92,9 +91,7 @@ class Gemma4(Family):
         video = dict(preset_video)
         if video_cfg is not None and video_cfg is not cfg:
             where = "video config"
-            for key in _VIDEO_READ:
-                if video_cfg.get(key) is not None:
-                    video[key] = video_cfg[key]
+            overlay(video, video_cfg, _VIDEO_READ)
             common_pixel_keys(video_cfg, {}, where)
             ignored = {
                 "rescale_factor",
@@ -162,16 +159,6 @@ class Gemma4(Family):
 
     def video_core(self, layout: Layout) -> LayoutCore:
         return _video_core(layout.video_knobs, layout.knobs)
-
-    def placeholder_text(self, model: str, n: int) -> str:
-        return f"<|image>{'<|image|>' * n}<image|>"
-
-    def placeholder_token_ids(self, model: str, n: int, tokenizer: Tokenizer | None) -> list[int]:
-        begin, image, end = GEMMA4_IDS
-        return [begin, *([image] * n), end]
-
-    def image_pad_token_id(self, model: str) -> int:
-        return GEMMA4_IDS[1]
 
     def placeholder_length(self, layout: Layout, grid: tuple[int, int, int]) -> int:
         k: int = layout.knobs["pooling_kernel_size"]

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._config import check_rest, fold_size
+from .._config import check_rest, fold_size, overlay
 from .._presets import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import LayoutError, show
-from ._base import Tokenizer
-from .qwen import QwenVL, qwen_knobs, read_image_config
+from ._base import Family
+from .qwen import VIDEO_IGNORED, QwenVL, qwen_knobs, read_image_config
 
 if TYPE_CHECKING:
     from .._core import LayoutCore
@@ -41,23 +41,8 @@ GLM_VIDEO = {
     "max_duration": 300,
 }
 _VIDEO_READ = ("do_sample_frames", "fps", "max_duration")
-# Keys of a video config that cannot change the video layout (image keys it repeats, and the
-# processor's own bookkeeping).
-_VIDEO_IGNORED = {
-    "image_mean",
-    "image_std",
-    "patch_size",
-    "temporal_patch_size",
-    "merge_size",
-    "rescale_factor",
-    "resample",
-    "num_frames",
-    "return_metadata",
-    "video_metadata",
-    "max_image_size",
-    "device",
-    "backend",
-}
+# Keys of a video config that cannot change the video layout: Qwen's, and GLM's image bound.
+_VIDEO_IGNORED = {*VIDEO_IGNORED, "max_image_size"}
 
 
 class Glm4v(QwenVL):
@@ -66,6 +51,7 @@ class Glm4v(QwenVL):
     own presets, tokens and configs, and no video yet."""
 
     name = "glm4v"
+    wrapped = (("<|begin_of_image|>", "<|image|>", "<|end_of_image|>"), GLM_IDS)
     presets: ClassVar[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
         "glm4v": (qwen_knobs(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, *GLM_PIXELS), GLM_VIDEO),
         "glm46v": (qwen_knobs(14, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, *GLM_PIXELS), GLM_VIDEO),
@@ -93,9 +79,7 @@ class Glm4v(QwenVL):
             video["min_pixels"], video["max_pixels"] = fold_size(
                 video_cfg, (video["min_pixels"], video["max_pixels"]), where
             )
-            for key in _VIDEO_READ:
-                if video_cfg.get(key) is not None:
-                    video[key] = video_cfg[key]
+            overlay(video, video_cfg, _VIDEO_READ)
             check_rest(video_cfg, {"size", "min_pixels", "max_pixels", *_VIDEO_READ, *_VIDEO_IGNORED}, where)
         return read_image_config(cfg, preset, backend), video
 
@@ -138,15 +122,10 @@ class Glm4v(QwenVL):
             "second_per_grid_ts": None,
         }
 
-    def placeholder_text(self, model: str, n: int) -> str:
-        return f"<|begin_of_image|>{'<|image|>' * n}<|end_of_image|>"
-
-    def placeholder_token_ids(self, model: str, n: int, tokenizer: Tokenizer | None) -> list[int]:
-        begin, image, end = GLM_IDS
-        return [begin, *([image] * n), end]
-
-    def image_pad_token_id(self, model: str) -> int:
-        return GLM_IDS[1]
+    # `QwenVL` derives these per model; GLM's are fixed.
+    placeholder_text = Family.placeholder_text
+    placeholder_token_ids = Family.placeholder_token_ids
+    image_pad_token_id = Family.image_pad_token_id
 
 
 def _glm4v_frames(n: int, fps: float, video: Mapping[str, Any]) -> list[int]:

@@ -46,6 +46,7 @@ class Inkling(Family):
     model_types: ClassVar[dict[str, str]] = {"inkling_mm_model": "inkling"}
     processor_types: ClassVar[dict[str, str]] = {"InklingImageProcessor": "inkling"}
     default_backend = "torchvision"
+    backends = ("torchvision",)
     resample = "lanczos"
     resize_switch = False
     grid_key = "image_grid_thw"
@@ -61,8 +62,6 @@ class Inkling(Family):
         backend: str | None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         where = "preprocessor_config"
-        if backend not in (None, "torchvision"):
-            raise LayoutError("inkling has only a torchvision backend (InklingImageProcessor)")
         knobs = dict(preset)
         size = cfg.get("size")
         if size is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._config import check_rest, common_pixel_keys
+from .._config import check_rest, common_pixel_keys, overlay
 from .._presets import COMMON, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import LayoutError
 from ._base import Family, Tokenizer, positive_ints, three_floats
@@ -69,6 +69,7 @@ class NemotronHOmni(Family):
         "NemotronH_Omni_Reasoning_V3ImageProcessor": "nemotron_h_omni"
     }
     default_backend = "torchvision"
+    backends = ("torchvision",)
     resize_switch = False
     grid_key = "image_grid_hw"
     model_input_names = ("pixel_values", "image_grid_hw")
@@ -82,8 +83,6 @@ class NemotronHOmni(Family):
         backend: str | None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         where = "preprocessor_config"
-        if backend not in (None, "torchvision"):
-            raise LayoutError("nemotron_h_omni has only a torchvision backend in transformers 5.24")
         knobs = dict(preset)
         # Released checkpoints name mean and std `norm_mean` / `norm_std` (the processor reads
         # them when `image_mean` / `image_std` are absent).
@@ -91,17 +90,13 @@ class NemotronHOmni(Family):
             value = cfg[new] if cfg.get(new) is not None else cfg.get(old)
             if value is not None:
                 knobs[new] = value
-        for key in (*_INTS, "downsample_ratio"):
-            if cfg.get(key) is not None:
-                knobs[key] = cfg[key]
+        overlay(knobs, cfg, (*_INTS, "downsample_ratio"))
         common_pixel_keys(cfg, knobs, where)
         handled = {*_INTS, "downsample_ratio", "image_mean", "image_std", "norm_mean", "norm_std"}
         check_rest(cfg, {*handled, "_downsample_factor", "rescale_factor", "resample"}, where)
         video = dict(preset_video)
         if video_cfg is not None and video_cfg is not cfg:
-            for key in _VIDEO_READ:
-                if video_cfg.get(key) is not None:
-                    video[key] = video_cfg[key]
+            overlay(video, video_cfg, _VIDEO_READ)
             # Its `_preprocess` reads none of these (it divides by 255 and uses norm_mean/norm_std).
             ignored = {
                 "return_metadata",

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._config import check_rest, common_pixel_keys, fold_size
+from .._config import check_rest, common_pixel_keys, fold_size, overlay
 from .._presets import COMMON, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import LayoutError
 from ._base import Family, Tokenizer, positive_ints, three_floats
@@ -63,7 +63,7 @@ TOKEN_IDS = {
 _DIRECT = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
 _VIDEO_READ = ("do_sample_frames", "fps", "min_frames", "max_frames", "cap_pixels_per_frame")
 # Video configs repeat image keys and name their sampler; these cannot change the video layout.
-_VIDEO_IGNORED = {
+VIDEO_IGNORED = {
     "image_mean",
     "image_std",
     "patch_size",
@@ -201,9 +201,7 @@ def read_image_config(
     knobs = dict(preset)
     bounds = (preset["min_pixels"], preset["max_pixels"])
     knobs["min_pixels"], knobs["max_pixels"] = fold_size(cfg, bounds, where)
-    for key in _DIRECT:
-        if cfg.get(key) is not None:
-            knobs[key] = cfg[key]
+    overlay(knobs, cfg, _DIRECT)
     common_pixel_keys(cfg, knobs, where)
     check_rest(cfg, {"size", "min_pixels", "max_pixels", *_DIRECT, "rescale_factor", "resample"}, where)
     if backend is not None:
@@ -220,7 +218,7 @@ def _read_video(cfg: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, 
     for key in _VIDEO_READ:
         if key in cfg and (key in preset) and (cfg[key] is not None or key == "fps"):
             video[key] = cfg[key]
-    check_rest(cfg, {"size", "min_pixels", "max_pixels", *_VIDEO_READ, *_VIDEO_IGNORED}, where)
+    check_rest(cfg, {"size", "min_pixels", "max_pixels", *_VIDEO_READ, *VIDEO_IGNORED}, where)
     return video
 
 

@@ -21,8 +21,9 @@ from conftest import require_torch_module
 
 require_torch_module()
 
+from patch_rows import ClassesTester
 from PIL import Image
-from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from test_image_processing_common import ImageProcessingTestMixin
 from transformers.models.gemma4.image_processing_pil_gemma4 import get_aspect_ratio_preserving_size
 
 
@@ -39,12 +40,11 @@ def rawmm_classes() -> dict[str, type]:
     return {"torchvision": rawmm.hf.Gemma4ImageProcessor, "pil": rawmm.hf.Gemma4ImageProcessorPil}
 
 
-class Gemma4Tester(ImageProcessingTester):
+class Gemma4Tester(ClassesTester):
     """Small patches and budget so the mixin's random images get resized both ways; the
     expected output is per image: (max_patches, p²·3) rows, padding included."""
 
     def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
-        self._classes = classes
         kwargs.setdefault("do_resize", True)
         kwargs.setdefault("do_normalize", False)
         kwargs.setdefault("image_mean", [0.0, 0.0, 0.0])
@@ -53,10 +53,7 @@ class Gemma4Tester(ImageProcessingTester):
         kwargs.setdefault("patch_size", 8)
         kwargs.setdefault("max_soft_tokens", 140)
         kwargs.setdefault("pooling_kernel_size", 2)
-        super().__init__(parent, **kwargs)
-
-    def _get_image_processing_classes(self) -> dict[str, type]:
-        return dict(self._classes)
+        super().__init__(parent, classes, **kwargs)
 
     def expected_output_image_shape(self, images: Any = None) -> tuple[int, int]:
         return self.max_soft_tokens * self.pooling_kernel_size**2, 3 * self.patch_size**2

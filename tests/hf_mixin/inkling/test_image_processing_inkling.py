@@ -20,9 +20,9 @@ from conftest import require_torch_module
 
 require_torch_module()
 
-from patch_rows import PatchRowCallTests
+from patch_rows import ClassesTester, PatchRowCallTests
 from PIL import Image
-from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from test_image_processing_common import ImageProcessingTestMixin
 
 
 def transformers_classes() -> dict[str, type]:
@@ -37,21 +37,17 @@ def rawmm_classes() -> dict[str, type]:
     return {"torchvision": rawmm.hf.InklingImageProcessor}
 
 
-class InklingTester(ImageProcessingTester):
+class InklingTester(ClassesTester):
     """Tiles of 16 pixels, so the mixin's 30–400 pixel images make many, with a partial row and
     the extra column."""
 
     def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
-        self._classes = classes
         kwargs.setdefault("size", {"height": 16, "width": 16})
         kwargs.setdefault("do_normalize", True)
         kwargs.setdefault("image_mean", [0.48145466, 0.4578275, 0.40821073])
         kwargs.setdefault("image_std", [0.26862954, 0.26130258, 0.27577711])
         kwargs.setdefault("do_convert_rgb", True)
-        super().__init__(parent, **kwargs)
-
-    def _get_image_processing_classes(self) -> dict[str, type]:
-        return dict(self._classes)
+        super().__init__(parent, classes, **kwargs)
 
     def tiles(self, image: Any) -> int:
         if isinstance(image, Image.Image):

@@ -20,9 +20,9 @@ from conftest import require_torch_module
 
 require_torch_module()
 
-from patch_rows import PatchRowCallTests
+from patch_rows import ClassesTester, PatchRowCallTests
 from PIL import Image
-from test_image_processing_common import ImageProcessingTester, ImageProcessingTestMixin
+from test_image_processing_common import ImageProcessingTestMixin
 from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import get_patch_grid_size
 
 
@@ -40,11 +40,10 @@ def rawmm_classes() -> dict[str, type]:
     return {"torchvision": rawmm.hf.NemotronH_Omni_Reasoning_V3ImageProcessor}
 
 
-class NemotronTester(ImageProcessingTester):
+class NemotronTester(ClassesTester):
     """Small patches and budget so the mixin's 30–400 pixel images are resized both ways."""
 
     def __init__(self, parent: Any, classes: dict[str, type], **kwargs: Any) -> None:
-        self._classes = classes
         kwargs.setdefault("patch_size", 8)
         kwargs.setdefault("downsample_ratio", 0.5)
         kwargs.setdefault("min_num_patches", 64)
@@ -54,10 +53,7 @@ class NemotronTester(ImageProcessingTester):
         kwargs.setdefault("image_mean", [0.48145466, 0.4578275, 0.40821073])
         kwargs.setdefault("image_std", [0.26862954, 0.26130258, 0.27577711])
         kwargs.setdefault("do_convert_rgb", True)
-        super().__init__(parent, **kwargs)
-
-    def _get_image_processing_classes(self) -> dict[str, type]:
-        return dict(self._classes)
+        super().__init__(parent, classes, **kwargs)
 
     def grid(self, image: Any) -> tuple[int, int]:
         if isinstance(image, Image.Image):
