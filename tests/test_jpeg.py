@@ -216,3 +216,82 @@ def test_decode_rgb_is_pillows_rgb(data: bytes, exif: bool) -> None:
     want = np.asarray((ImageOps.exif_transpose(im) if exif else im).convert("RGB"))
     got = pixels.decode_rgb(data, exif=exif, composite=True)
     assert got.dtype == np.uint8 and got.flags.c_contiguous and np.array_equal(got, want)
+
+
+def _shared(data: bytes, cut: int) -> np.ndarray | None:
+    """`decode_jpeg` with a second decompressor taking over at row `cut` (0: one decoder)."""
+    im = Image.open(io.BytesIO(data))
+    return _core.decode_jpeg(data, im.size, im.mode, split=cut)
+
+
+@given(jpegs(), st.integers(0, 2**16), st.integers(0, 2**20), st.binary(max_size=4))
+@example(_jpeg(1, 1), 0, 0, b"")
+@example(_jpeg(3, 300, subsampling=2, restart_marker_blocks=1), 151, 0, b"")
+@example(_jpeg(300, 33, subsampling=1), 17, 900, b"\xff")
+def test_two_decompressors_decode_what_one_does(data: bytes, row: int, cut: int, junk: bytes) -> None:
+    """Large images are decoded by two decompressors at once, the second skipping to a row
+    (`jpeg_skip_scanlines`: entropy-decoded, no pixels). Wherever it takes over, even inside
+    an MCU row, and on files cut short (`cut`, then `junk`), the result is one decompressor's:
+    the same pixels, or a refusal (then Pillow decides)."""
+    if cut:
+        data = data[: 2 + cut % len(data)] + junk
+    try:
+        im = Image.open(io.BytesIO(data))
+    except OSError:
+        return
+    if im.mode not in ("L", "RGB"):
+        return
+    one = _shared(data, 0)
+    for k in {1, im.height // 2, im.height - 1, row % (im.height + 2)}:
+        got = _shared(data, k)
+        assert (got is None) == (one is None), f"cut at {k}"
+        if one is not None:
+            assert np.array_equal(got, one), f"cut at {k}"
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_corpus_two_decompressors(path: Path) -> None:
+    """Every sampling, coding, restart interval and damage of the corpus, cut at every row."""
+    data = path.read_bytes()
+    try:
+        im = Image.open(io.BytesIO(data))
+    except OSError:  # 12-bit: Pillow cannot open it, nor does rawmm decode it
+        return
+    if im.mode not in ("L", "RGB"):
+        return
+    one = _shared(data, 0)
+    for cut in range(im.height + 1):
+        got = _shared(data, cut)
+        assert (got is None) == (one is None) and (one is None or np.array_equal(got, one)), cut
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"subsampling": 0},
+        {"subsampling": 1, "restart_marker_blocks": 5},
+        {"subsampling": 2, "quality": 97},
+        {"subsampling": 2, "progressive": True},
+        {"mode": "L"},
+    ],
+    ids=str,
+)
+def test_large_images_are_shared_and_stay_pillows(kw: dict[str, object]) -> None:
+    """Above the size where two decompressors share an image (64 Ki pixels, on a pool of two
+    threads or more), the decode, `decode_rgb` and the multi-threaded stream are still
+    Pillow's pixels, for an odd size whose cut falls inside an MCU row."""
+    mode = str(kw.pop("mode", "RGB"))
+    rng = np.random.default_rng(3)
+    arr = np.cumsum(rng.integers(-4, 5, (411, 389, 3)), axis=0).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, "JPEG", **kw)
+    data = buf.getvalue()
+    want = pillow_reference(data, exif=True, composite=True)
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(pixels.decode_rgb(data, exif=True, composite=True), rgb)
+    assert np.array_equal(pixels.decode_array(data, exif=True, composite=True), want)
+    layout = Layout.preset("qwen2_5_vl", backend="torchvision")
+    ref = layout.pixel_values(want).pixel_values
+    for threads in (None, 2, 1):
+        got = pixels.stream_pixel_values(layout, data, threads=threads)
+        assert got is not None and np.array_equal(got.pixel_values.view(np.uint32), ref.view(np.uint32))

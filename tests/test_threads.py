@@ -114,9 +114,11 @@ def test_png_decode_releases_the_gil() -> None:
     assert progress_while(streamed) > 0.5
 
 
-def test_jpeg_decode_releases_the_gil() -> None:
+@pytest.mark.parametrize("progressive", [True, False])
+def test_jpeg_decode_releases_the_gil(progressive: bool) -> None:
     """libjpeg-turbo runs with the GIL released: opening (which decodes a progressive file
-    whole), whole decodes and rows streamed into the resize."""
+    whole), whole decodes (a baseline file this large by two decompressors at once) and rows
+    streamed into the resize, on one thread and on several."""
     import io
 
     from PIL import Image
@@ -125,11 +127,13 @@ def test_jpeg_decode_releases_the_gil() -> None:
 
     buf = io.BytesIO()
     rng = np.random.default_rng(4)
-    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8)).save(buf, "JPEG", progressive=True)
+    im = Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+    im.save(buf, "JPEG", progressive=progressive)
     data = buf.getvalue()
     assert _core.decode_jpeg(data, (1600, 1200), "RGB") is not None
     assert progress_while(lambda: [_core.decode_jpeg(data, (1600, 1200), "RGB") for _ in range(6)]) > 0.5
     layout = Layout.preset("qwen2_5_vl")
-    stream = lambda: layout._core.jpeg_pixel_values(data, (1600, 1200), "RGB", threads=1)  # noqa: E731
-    assert stream() is not None
-    assert progress_while(lambda: [stream() for _ in range(4)]) > 0.5
+    for threads in (1, None):
+        stream = lambda t=threads: layout._core.jpeg_pixel_values(data, (1600, 1200), "RGB", threads=t)  # noqa: E731
+        assert stream() is not None
+        assert progress_while(lambda s=stream: [s() for _ in range(4)]) > 0.5

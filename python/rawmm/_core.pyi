@@ -160,7 +160,13 @@ def decode_png(
     transpose: int | None = None,
 ) -> npt.NDArray[np.uint8] | None: ...
 def decode_jpeg(
-    data: Any, size: tuple[int, int], mode: str, *, transpose: int | None = None
+    data: Any,
+    size: tuple[int, int],
+    mode: str,
+    *,
+    transpose: int | None = None,
+    threads: int | None = None,
+    split: int | None = None,
 ) -> npt.NDArray[np.uint8] | None: ...
 def same_contents(fd: int, data: Any) -> bool: ...
 def resize_bicubic(

@@ -310,15 +310,24 @@ def decode_array(
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_bytes: int = MAX_BYTES,
     check: Callable[[int, int], Any] | None = None,
+    threads: int | None = None,
 ) -> CoreImage:
     """`decode` then `to_array`'s conversion, with PNG and JPEG pixels decoded by the Rust core
     (GIL released, no PIL image): Pillow opens the header (and, for a PNG, reads the metadata
     after the image data, as its `load` would); the core decodes to the same raster
-    (`_core.decode_png`, `_core.decode_jpeg`) or declines, and then Pillow decodes."""
+    (`_core.decode_png`, `_core.decode_jpeg`) or declines, and then Pillow decodes. `threads`
+    (None = all cores): two libjpeg decompressors share a large JPEG."""
     data, name = _read(source, max_bytes)
     header = _rust_header(data, name, exif=exif, max_pixels=max_pixels, check=check)
     return _decode_array(
-        data, name, header, exif=exif, composite=composite, max_pixels=max_pixels, check=check
+        data,
+        name,
+        header,
+        exif=exif,
+        composite=composite,
+        max_pixels=max_pixels,
+        check=check,
+        threads=threads,
     )
 
 
@@ -343,7 +352,14 @@ def encoded_pixel_values(
     if pv is not None:
         return pv
     arr = _decode_array(
-        data, name, header, exif=exif, composite=composite, max_pixels=max_pixels, check=check
+        data,
+        name,
+        header,
+        exif=exif,
+        composite=composite,
+        max_pixels=max_pixels,
+        check=check,
+        threads=threads,
     )
     return core_pixel_values(layout, [arr], dtype=dtype, out=out, threads=threads)
 
@@ -389,8 +405,8 @@ class _PngHeader:
     transparency: dict[str, Any]
     transpose: Image.Transpose | None
 
-    def decode(self, data: bytes, composite: bool) -> np.ndarray | None:
-        op = None if self.transpose is None else int(self.transpose)
+    def decode(self, data: bytes, composite: bool, threads: int | None = None) -> np.ndarray | None:
+        op = None if self.transpose is None else int(self.transpose)  # PNG rows decode in order
         return _core.decode_png(data, self.mode, **self.transparency, composite=composite, transpose=op)
 
     def stream(self, layout: Layout, data: bytes, **kw: Any) -> tuple[np.ndarray, Any, list[int]] | None:
@@ -406,9 +422,9 @@ class _JpegHeader:
     mode: str
     transpose: Image.Transpose | None
 
-    def decode(self, data: bytes, composite: bool) -> np.ndarray | None:
+    def decode(self, data: bytes, composite: bool, threads: int | None = None) -> np.ndarray | None:
         op = None if self.transpose is None else int(self.transpose)
-        return _core.decode_jpeg(data, self.size, self.mode, transpose=op)
+        return _core.decode_jpeg(data, self.size, self.mode, transpose=op, threads=threads)
 
     def stream(self, layout: Layout, data: bytes, **kw: Any) -> tuple[np.ndarray, Any, list[int]] | None:
         return layout._core.jpeg_pixel_values(data, self.size, self.mode, **kw)
@@ -466,9 +482,10 @@ def _decode_array(
     composite: bool,
     max_pixels: int,
     check: Callable[[int, int], Any] | None,
+    threads: int | None = None,
 ) -> CoreImage:
     if header is not None:
-        arr = header.decode(data, composite)
+        arr = header.decode(data, composite, threads)
         if arr is not None:
             return arr
     with _pillow_errors(name):

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 import rawmm
-from rawmm import AssetStore, Layout, RawmmError, RawMMRef, adapter_for, pixels
+from rawmm import AssetStore, Layout, RawmmError, RawMMRef, _core, adapter_for, pixels
 from rawmm.pixels import DECODE_FORMATS, decode_array, stream_pixel_values
 from rawmm.refs import parse_raw_mm_item
 
@@ -150,6 +151,22 @@ def _rust_pixels(data: bytes, max_pixels: int) -> None:
                 streamed = _typed(stream_pixel_values, layout, data, max_pixels=max_pixels, threads=threads)
                 if streamed is not None and not isinstance(streamed, RawmmError):
                     assert np.array_equal(streamed.pixel_values, layout.pixel_values(want).pixel_values)
+    if data.startswith(pixels.JPEG_SIGNATURE):
+        _jpeg_shared(data)
+
+
+def _jpeg_shared(data: bytes) -> None:
+    """Two libjpeg decompressors sharing the image (the second skipping to a row, as large
+    images are decoded) decode what one does, or both refuse; cut at rows the input picks."""
+    with Image.open(io.BytesIO(data)) as im:
+        (w, h), mode = im.size, im.mode
+    if mode not in ("L", "RGB"):
+        return
+    one = _core.decode_jpeg(data, (w, h), mode, split=0)
+    for cut in {1, h // 2, h - 1, zlib.crc32(data) % (h + 1)}:
+        got = _core.decode_jpeg(data, (w, h), mode, split=cut)
+        assert (got is None) == (one is None), f"two decompressors (cut {cut}) disagree with one"
+        assert one is None or np.array_equal(got, one), f"two decompressors (cut {cut}) differ"
 
 
 def _image(data: bytes, ctx: Context, adapter: Any) -> None:

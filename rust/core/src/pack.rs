@@ -283,7 +283,7 @@ pub fn normalize_planar(
     stream: bool,
 ) -> bool {
     let row = 3 * block;
-    if block == 0 || src.len() != out.len() || src.len() % row != 0 {
+    if block == 0 || src.len() != out.len() || !src.len().is_multiple_of(row) {
         return false;
     }
     let one = |(s, o): (&[u8], &mut [f32])| {
@@ -344,7 +344,7 @@ unsafe fn avx2_affine_planar(src: &[u8], d: &mut [f32], affine: &Affine, c: usiz
         };
         let y = _mm256_div_ps(_mm256_sub_ps(f, m), s);
         let p = d.as_mut_ptr().add(x);
-        if stream && p as usize % 16 == 0 {
+        if stream && (p as usize).is_multiple_of(16) {
             // Streaming stores: the output is written once and not read back here, so skip
             // reading its lines into the cache first (the caller fences).
             _mm_stream_ps(p, _mm256_castps256_ps128(y));

@@ -228,6 +228,18 @@ pub trait RowSource {
     fn read_rows(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()>;
     /// After the last row: the rest of the encoded data must be sound.
     fn finish(&mut self) -> Option<()>;
+    /// A second decoder of the same data at its first row, where the format can skip rows
+    /// cheaply (lets two threads share one image); None where it cannot.
+    fn fork(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+    /// Moves past the next `n` rows.
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.read_rows(n, &mut Vec::new())
+    }
 }
 
 impl Knobs {
@@ -241,7 +253,7 @@ impl Knobs {
     /// which a row stream cannot feed.
     pub fn stream_pixel_values_into<T: Element>(
         &self,
-        rows: &mut impl RowSource,
+        rows: &mut (impl RowSource + Send),
         layout: &ImageLayout,
         out: &mut [std::mem::MaybeUninit<T>],
         threads: Option<usize>,
@@ -257,15 +269,17 @@ impl Knobs {
         let (norm, packing) = (self.pixel.norm::<T>(), self.packing(layout));
         let mid_row = rw * source.channels;
         if threads != Some(1) {
-            let mut mid = crate::mem::with_capacity::<u8>(mid_row * h);
-            source.fill(h, &mut mid)?;
-            source.rows.finish()?;
-            let rs = RowResizer::new(&mid, source.channels, true, (rw, h), (rw, rh), resample);
-            match threads {
-                Some(n) => pool(n).ok()?.install(|| pack_resized(&rs, packing, &norm, out, true)),
-                None => pack_resized(&rs, packing, &norm, out, true),
-            }
-            return Some(());
+            let (rows, channels) = (source.rows, source.channels);
+            let mut run = move || {
+                let mid = filter_whole(rows, rw, self.pixel.alpha_policy, resample)?;
+                let rs = RowResizer::new(&mid, channels, true, (rw, h), (rw, rh), resample);
+                pack_resized(&rs, packing, &norm, out, true);
+                Some(())
+            };
+            return match threads {
+                Some(n) => pool(n).ok()?.install(run),
+                None => run(),
+            };
         }
         let vertical = (h != rh).then(|| Vertical::new(h, rh, resample));
         let (band_rows, band_len) = packing.band(rw);
@@ -431,28 +445,74 @@ impl<'r, R: RowSource> Filtered<'r, R> {
         Filtered { rows, read: 0, policy, horizontal, channels, decoded: Vec::new(), scratch: Scratch::default() }
     }
 
-    /// Appends the next `n` filtered rows to `out`, decoding them a block at a time.
+    /// Bytes of one filtered row.
+    fn row_bytes(&self) -> usize {
+        self.horizontal.as_ref().map_or(self.rows.size().0 * self.channels, Horizontal::out_row)
+    }
+
+    /// Appends the next `n` filtered rows to `out`.
     fn fill(&mut self, n: usize, out: &mut Vec<u8>) -> Option<()> {
+        let start = out.len();
+        out.resize(start + n * self.row_bytes(), 0);
+        self.fill_into(&mut out[start..])
+    }
+
+    /// The next `out.len() / row_bytes` filtered rows into `out`, decoded a block at a time.
+    fn fill_into(&mut self, out: &mut [u8]) -> Option<()> {
         const BLOCK: usize = 16;
-        let ((w, h), channels) = (self.rows.size(), self.rows.channels());
-        let end = (self.read + n).min(h);
-        while self.read < end {
-            let k = BLOCK.min(end - self.read);
+        let ((w, h), channels, row) = (self.rows.size(), self.rows.channels(), self.row_bytes());
+        let n = out.len() / row;
+        if self.read + n > h {
+            return None;
+        }
+        for dst in out.chunks_mut(BLOCK * row) {
+            let k = dst.len() / row;
             self.decoded.clear();
             self.rows.read_rows(k, &mut self.decoded)?;
             self.read += k;
             let (rgb, c) = to_rgb(&self.decoded, channels, matches!(channels, 2 | 4), self.policy);
             match &self.horizontal {
-                Some(hp) => {
-                    let start = out.len();
-                    out.resize(start + k * hp.out_row(), 0);
-                    hp.rows(&rgb, w * c, &mut out[start..], &mut self.scratch);
-                }
-                None => out.extend_from_slice(&rgb),
+                Some(hp) => hp.rows(&rgb, w * c, dst, &mut self.scratch),
+                None => dst.copy_from_slice(&rgb),
             }
         }
         Some(())
     }
+}
+
+/// Every row of `rows` filtered into one buffer: by two decoders at once where `rows` can
+/// fork and the current rayon pool has two threads (`jpeg::split_row`, `jpeg::side_by_side`),
+/// else in order.
+fn filter_whole<R: RowSource + Send>(
+    rows: &mut R,
+    rw: usize,
+    policy: AlphaPolicy,
+    resample: Resample,
+) -> Option<Vec<u8>> {
+    let (w, h) = rows.size();
+    let split = crate::jpeg::split_row(w, h).and_then(|k| Some((k, rows.fork()?)));
+    let mut upper = Filtered::new(rows, rw, policy, resample);
+    let len = upper.row_bytes() * h;
+    let mut mid = crate::mem::zeroed(len);
+    match split {
+        Some((k, mut lower)) => {
+            let (top, bottom) = mid.split_at_mut(k * upper.row_bytes());
+            let (a, b) = crate::jpeg::side_by_side(
+                || upper.fill_into(top),
+                || {
+                    lower.skip(k)?;
+                    Filtered::new(&mut lower, rw, policy, resample).fill_into(bottom)?;
+                    lower.finish()
+                },
+            );
+            a.and(b)?;
+        }
+        None => {
+            upper.fill_into(&mut mid)?;
+            upper.rows.finish()?;
+        }
+    }
+    Some(mid)
 }
 
 /// Thread pools are built once per size and reused: building one costs tens of microseconds.

@@ -653,6 +653,16 @@ mod tests {
             .collect()
     }
 
+    /// The SIMD kernels' instruction sets here: AVX2, and AVX2 with AVX-VNNI where present.
+    #[cfg(target_arch = "x86_64")]
+    fn vnni_modes() -> Vec<bool> {
+        if avx2::vnni() {
+            vec![false, true]
+        } else {
+            vec![false]
+        }
+    }
+
     /// The AVX2 horizontal block against the portable one, `rows` rows of noise.
     #[cfg(target_arch = "x86_64")]
     fn horizontal_agrees<const CIN: usize, const C: usize, const RC: usize>(
@@ -666,9 +676,24 @@ mod tests {
         let (mut want, mut got) = (vec![0u8; rows * w_out * C], vec![0u8; rows * w_out * C]);
         let mut scratch = Default::default();
         horizontal_block_impl::<CIN, C, RC>(&src, w_in * CIN, rows, &mut want, w_out * C, co, &mut scratch);
-        // SAFETY: callers check for AVX2 first.
-        unsafe { avx2::horizontal_block::<CIN, C>(&src, w_in * CIN, rows, &mut got, w_out * C, co, &mut scratch) };
-        assert_eq!(got, want, "horizontal {w_in}->{w_out} cin={CIN} c={C} rows={rows}");
+        for vnni in vnni_modes() {
+            // SAFETY: callers check for AVX2 first; `vnni_modes` for AVX-VNNI.
+            unsafe {
+                avx2::horizontal_block_as::<CIN, C>(vnni, &src, w_in * CIN, rows, &mut got, w_out * C, co, &mut scratch)
+            };
+            assert_eq!(got, want, "horizontal {w_in}->{w_out} cin={CIN} c={C} rows={rows} vnni={vnni}");
+        }
+    }
+
+    /// The AVX2 vertical row (both instruction sets) against the portable one.
+    #[cfg(target_arch = "x86_64")]
+    fn vertical_agrees(src: &[u8], stride: usize, origin: usize, y: usize, co: &Coeffs, want: &[u8]) {
+        for vnni in vnni_modes() {
+            let mut got = vec![0u8; want.len()];
+            // SAFETY: callers check for AVX2 first; `vnni_modes` for AVX-VNNI.
+            unsafe { avx2::vertical_row_as(vnni, src, stride, origin, y, &mut got, co) };
+            assert_eq!(got, want, "vertical y={y} stride={stride} origin={origin} vnni={vnni}");
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -695,15 +720,13 @@ mod tests {
                 for y in 0..w_out {
                     let (mut want, mut got) = (vec![0u8; stride], vec![0u8; stride]);
                     vertical_row_impl(&src, stride, 0, y, &mut want, &co, &mut Vec::new());
-                    unsafe { avx2::vertical_row(&src, stride, 0, y, &mut got, &co) };
-                    assert_eq!(got, want, "vertical {w_in}->{w_out} stride={stride} y={y}");
+                    vertical_agrees(&src, stride, 0, y, &co, &want);
                     // A window holding rows from `origin` on, as the streaming resize passes it.
                     let origin = co.lo[y];
                     let window = &src[origin * stride..];
                     vertical_row_impl(window, stride, origin, y, &mut got, &co, &mut Vec::new());
                     assert_eq!(got, want, "portable window {w_in}->{w_out} y={y}");
-                    unsafe { avx2::vertical_row(window, stride, origin, y, &mut got, &co) };
-                    assert_eq!(got, want, "avx2 window {w_in}->{w_out} y={y}");
+                    vertical_agrees(window, stride, origin, y, &co, &want);
                 }
             }
         }
@@ -712,10 +735,9 @@ mod tests {
             for co in [Coeffs::new(n_in, n_out), Coeffs::torch(n_in, n_out)] {
                 let src = noise(n_in * 48, 3);
                 for y in (0..n_out).step_by(1 + n_out / 50) {
-                    let (mut want, mut got) = (vec![0u8; 48], vec![0u8; 48]);
+                    let mut want = vec![0u8; 48];
                     vertical_row_impl(&src, 48, 0, y, &mut want, &co, &mut Vec::new());
-                    unsafe { avx2::vertical_row(&src, 48, 0, y, &mut got, &co) };
-                    assert_eq!(got, want, "vertical {n_in}->{n_out} y={y}");
+                    vertical_agrees(&src, 48, 0, y, &co, &want);
                 }
             }
         }

@@ -729,21 +729,37 @@ fn decode_png<'py>(
 /// A JPEG that Pillow opened as `size` (width, height) in `mode` L or RGB, decoded by
 /// libjpeg-turbo with Pillow's settings (`rawmm_core::jpeg`), then `transpose` applied as in
 /// `decode_png`: a (H, W, 1 or 3) uint8 array, or None when the caller must decode with Pillow
-/// instead.
+/// instead. `threads` (None = the global pool, 1 = this thread, n = an n-thread pool): two
+/// decompressors share a large image (`jpeg::split_row`); `split` names the row where the
+/// second takes over instead (0: one decompressor), for tests.
 #[pyfunction]
-#[pyo3(signature = (data, size, mode, *, transpose=None))]
+#[pyo3(signature = (data, size, mode, *, transpose=None, threads=None, split=None))]
 fn decode_jpeg<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     size: (usize, usize),
     mode: &str,
     transpose: Option<u8>,
+    threads: Option<usize>,
+    split: Option<usize>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    check_threads(threads)?;
     let op = transpose_op(transpose)?;
     let Some(channels) = jpeg_channels(mode) else { return Ok(None) };
     let view = buffer::ByteView::get(data)?;
     let bytes = view.as_slice();
-    let raster = py.detach(|| rawmm_core::jpeg::jpeg(bytes, size.0, size.1, channels).map(|r| transposed(r, op)));
+    let (w, h) = size;
+    let decode = || {
+        let cut = split.or_else(|| if threads == Some(1) { None } else { rawmm_core::jpeg::split_row(w, h) });
+        rawmm_core::jpeg::jpeg(bytes, w, h, channels, cut).map(|r| transposed(r, op))
+    };
+    let raster = match threads {
+        Some(n) if n > 1 => {
+            let pool = rawmm_core::pipeline::pool(n).py_err(py)?;
+            py.detach(|| pool.install(decode))
+        }
+        _ => py.detach(decode),
+    };
     raster_array(py, raster)
 }
 

@@ -81,6 +81,26 @@ int rawmm_jpeg_read(rawmm_jpeg *j, unsigned char *out, size_t stride, unsigned r
   return j->err.num_warnings == 0 ? 0 : -1;
 }
 
+/* Whether a second decompressor can skip to a row cheaply: a single-scan 8-bit DCT file.
+ * libjpeg decodes a progressive or multi-scan file whole when it starts, and cannot skip in
+ * a lossless (1-sample data units) or 12-bit one. */
+int rawmm_jpeg_can_skip(rawmm_jpeg *j) {
+  return !jpeg_has_multiple_scans(&j->cinfo) && j->cinfo.data_precision == 8 &&
+         j->cinfo.min_DCT_scaled_size == DCTSIZE;
+}
+
+/* Skips the next `rows` rows (their entropy data is still decoded, their pixels are not);
+ * 0 on success. */
+int rawmm_jpeg_skip(rawmm_jpeg *j, unsigned rows) {
+  if (setjmp(j->jmp)) {
+    return -1;
+  }
+  if (jpeg_skip_scanlines(&j->cinfo, rows) != rows) {
+    return -1;
+  }
+  return j->err.num_warnings == 0 ? 0 : -1;
+}
+
 /* After the last row: the rest of the data up to EOI must decode without a warning. */
 int rawmm_jpeg_finish(rawmm_jpeg *j) {
   if (setjmp(j->jmp)) {
