@@ -16,6 +16,7 @@ which the contenders take turns (`_common.interleaved_medians`).
    decoded array); and the bound on the ratio that the work no producer avoids sets: the
    reference over (this decode + the resize alone + writing a fresh float32 array of the
    output's size).
+   Then one JPEG on all cores against the reference on all cores (torch's threads).
 3. Peak memory of one large PNG with rows streamed into the resize against decoding it whole.
 4. A batch of 48 mixed refs (JPEG photos, PNG screenshots, 300..1600 px) on all cores: the
    Materializer (pixel cache off) against Pillow decode + HF torchvision at equal threads, and
@@ -152,6 +153,43 @@ def materialize_section(store: AssetStore) -> None:
         )
 
 
+def materialize_all_cores_section(store: AssetStore) -> None:
+    """One JPEG on all cores: two libjpeg decompressors share the decode, then the resize and
+    pack run in bands; the reference runs torch on all cores."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    layout = Layout.preset("qwen2_5_vl", backend="torchvision")
+    hf, adapter = qwen_reference(layout), adapter_for(layout)
+    print(f"\n## materialize(ref), all {os.cpu_count()} cores, one JPEG\n")
+    print(
+        "| image | Pillow + HF tv ms | rawmm ms | ratio | rawmm one thread ms | bit-exact |\n"
+        + "|---" * 6
+        + "|"
+    )
+    for name, data in [
+        ("1024x1024 JPEG photo", encode(photo(1024, 1024), "JPEG")),
+        ("2048x1536 JPEG photo", encode(photo(2048, 1536), "JPEG")),
+    ]:
+        ref = adapter.ref(adapter.describe(data, store=store))
+        want = hf(images=[pillow_decode(data)], return_tensors="np")["pixel_values"]
+        got = adapter.materialize(ref, store=store).pixel_values
+        exact = np.array_equal(want.view(np.uint32), got.view(np.uint32))
+        t = interleaved_medians(
+            {
+                "ref": lambda data=data: hf(images=[pillow_decode(data)], return_tensors="np"),
+                "all": lambda ref=ref: adapter.materialize(ref, store=store),
+                "one": lambda ref=ref: adapter.materialize(ref, store=store, threads=1),
+            },
+            REPEAT,
+        )
+        print(
+            f"| {name} | {t['ref'] * 1e3:.1f} | {t['all'] * 1e3:.1f} | {t['ref'] / t['all']:.2f}x "
+            f"| {t['one'] * 1e3:.1f} | {'yes' if exact else 'NO'} |"
+        )
+    torch.set_num_threads(1)
+
+
 PEAK_SCRIPT = r"""
 import io, json, sys
 sys.path.insert(0, sys.argv[1])
@@ -259,6 +297,7 @@ def main() -> None:
         store = AssetStore(Path(tmp) / "store", run_id="bench")
         decode_section()
         materialize_section(store)
+        materialize_all_cores_section(store)
         materializer_section(store)
     memory_section()
     print(f"\n({os.cpu_count()} cores, {time.perf_counter() - t0:.0f} s)")
