@@ -184,15 +184,29 @@ CLASSES = {
 def __getattr__(name: str) -> Any:
     if name == "Qwen2VLImageProcessor":
         return _torchvision_class()
-    if name in _VIDEO:
-        return _video_class(name)
     if name in CLASSES:
         return _family_class(name)
+    video = _video_processor(name)
+    if video is not None:
+        return video
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _video_processor(name: str) -> type | None:
+    """rawmm's video processor class named `name` (transformers' name), None where rawmm has
+    none: Qwen's patches (`_VIDEO`), or a family's own outputs."""
+    if name in _VIDEO:
+        return _video_class(name)
     if name == "Gemma4VideoProcessor":
         return _gemma4_video_class()
     if name == "NemotronH_Omni_Reasoning_V3VideoProcessor":
         return _nemotron_video_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return None
+
+
+def _subclass(parent: type, name: str, doc: str, module: str = __name__, **methods: Any) -> type:
+    """`parent` subclassed as `name` in `module`, which resolves it by name when pickled."""
+    return type(name, (parent,), {"__module__": module, "__qualname__": name, "__doc__": doc, **methods})
 
 
 @functools.cache
@@ -222,16 +236,8 @@ def _family_class(name: str) -> type:
             data = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
         return BatchFeature(data=data, tensor_type=kwargs.get("return_tensors"))
 
-    return type(
-        name,
-        (parent,),
-        {
-            "__module__": home.__name__,
-            "__qualname__": name,  # pickled by name: `home` resolves it
-            "__doc__": f"transformers' `{name}`, its pixels computed by rawmm.",
-            "_preprocess": _preprocess,
-        },
-    )
+    doc = f"transformers' `{name}`, its pixels computed by rawmm."
+    return _subclass(parent, name, doc, home.__name__, _preprocess=_preprocess)
 
 
 #: Model types whose image processor is `Qwen2VLImageProcessor` / `...Pil` in transformers 5.24.
@@ -276,12 +282,9 @@ def register() -> None:
             own["torchvision"] = _family_class(prefix + "ImageProcessor")
         config_class = type(AutoConfig.for_model(model_type))
         AutoImageProcessor.register(config_class, image_processor_classes=own, exist_ok=True)
-        if model_type == "gemma4" and is_torchvision_available():
-            AutoVideoProcessor.register(config_class, _gemma4_video_class(), exist_ok=True)
-        if model_type == "nemotron_h_omni" and is_torchvision_available():
-            AutoVideoProcessor.register(config_class, _nemotron_video_class(), exist_ok=True)
-        if prefix + "VideoProcessor" in _VIDEO and is_torchvision_available():
-            AutoVideoProcessor.register(config_class, _video_class(prefix + "VideoProcessor"), exist_ok=True)
+        family_video = _video_processor(prefix + "VideoProcessor") if is_torchvision_available() else None
+        if family_video is not None:
+            AutoVideoProcessor.register(config_class, family_video, exist_ok=True)
 
 
 @functools.cache
@@ -335,18 +338,8 @@ def _video_class(name: str) -> type:
             grids.append([-(-len(frames) // t), rh // p, rw // p])
         return {"pixel_values_videos": torch.cat(values, dim=0), "video_grid_thw": torch.tensor(grids)}
 
-    cls = type(
-        name,
-        (parent,),
-        {
-            "__module__": __name__,
-            "__qualname__": name,  # pickled by name
-            "__doc__": f"transformers' `{name}`, its frames resized, normalised and packed by rawmm.",
-            "_preprocess": _preprocess,
-            "_rawmm_videos": _rawmm_videos,
-        },
-    )
-    return cls
+    doc = f"transformers' `{name}`, its frames resized, normalised and packed by rawmm."
+    return _subclass(parent, name, doc, _preprocess=_preprocess, _rawmm_videos=_rawmm_videos)
 
 
 @functools.cache
@@ -403,16 +396,8 @@ def _gemma4_video_class() -> type:
             "num_soft_tokens_per_video": tokens,
         }
 
-    return type(
-        "Gemma4VideoProcessor",
-        (parent,),
-        {
-            "__module__": __name__,
-            "__qualname__": "Gemma4VideoProcessor",  # pickled by name
-            "__doc__": "transformers' `Gemma4VideoProcessor`, its frames packed by rawmm.",
-            "_preprocess": _preprocess,
-        },
-    )
+    doc = "transformers' `Gemma4VideoProcessor`, its frames packed by rawmm."
+    return _subclass(parent, "Gemma4VideoProcessor", doc, _preprocess=_preprocess)
 
 
 @functools.cache
@@ -467,13 +452,5 @@ def _nemotron_video_class() -> type:
             return None  # the parent raises its own error for that
         return {"pixel_values_videos": torch.from_numpy(np.stack(values)), "num_frames": counts}
 
-    return type(
-        "NemotronH_Omni_Reasoning_V3VideoProcessor",
-        (parent,),
-        {
-            "__module__": __name__,
-            "__qualname__": "NemotronH_Omni_Reasoning_V3VideoProcessor",  # pickled by name
-            "__doc__": "transformers' NemotronH Omni video processor, its frames packed by rawmm.",
-            "_preprocess": _preprocess,
-        },
-    )
+    doc = "transformers' NemotronH Omni video processor, its frames packed by rawmm."
+    return _subclass(parent, "NemotronH_Omni_Reasoning_V3VideoProcessor", doc, _preprocess=_preprocess)

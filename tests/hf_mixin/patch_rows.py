@@ -12,6 +12,15 @@ from PIL import Image
 from test_image_processing_common import ImageProcessingTester
 
 
+def image_hw(image: Any) -> tuple[int, int]:
+    """(height, width) of a mixin input: a PIL image, an (H, W, C) array or a (C, H, W) tensor."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, np.ndarray):
+        return image.shape[0], image.shape[1]
+    return image.shape[-2], image.shape[-1]  # torch, channels first
+
+
 class ClassesTester(ImageProcessingTester):
     """A tester of the given processor classes (transformers' or rawmm's), not the ones the
     mixin finds from the test module's folder name."""
@@ -34,13 +43,7 @@ class PatchRowTester(ClassesTester):
     def expected_output_image_shape(self, images: list[Any]) -> tuple[int, ...]:
         rows = 0
         for image in images:
-            if isinstance(image, Image.Image):
-                w, h = image.size
-            elif isinstance(image, np.ndarray):
-                h, w = image.shape[:2]
-            else:  # torch, channels first
-                h, w = image.shape[-2:]
-            rh, rw = self.resized(h, w)
+            rh, rw = self.resized(*image_hw(image))
             rows += (rh // self.patch_size) * (rw // self.patch_size)
         return rows, self.num_channels * self.temporal_patch_size * self.patch_size**2
 

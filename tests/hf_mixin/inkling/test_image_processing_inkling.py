@@ -20,7 +20,7 @@ from conftest import require_torch_module
 
 require_torch_module()
 
-from patch_rows import ClassesTester, PatchRowCallTests
+from patch_rows import ClassesTester, PatchRowCallTests, image_hw
 from PIL import Image
 from test_image_processing_common import ImageProcessingTestMixin
 
@@ -50,12 +50,7 @@ class InklingTester(ClassesTester):
         super().__init__(parent, classes, **kwargs)
 
     def tiles(self, image: Any) -> int:
-        if isinstance(image, Image.Image):
-            w, h = image.size
-        elif isinstance(image, np.ndarray):
-            h, w = image.shape[:2]
-        else:  # torch, channels first
-            h, w = image.shape[-2:]
+        h, w = image_hw(image)
         p = self.size["height"]
         return int(-(-h // p) * (w // p + 1))
 

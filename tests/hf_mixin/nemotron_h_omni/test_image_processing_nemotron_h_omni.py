@@ -20,8 +20,7 @@ from conftest import require_torch_module
 
 require_torch_module()
 
-from patch_rows import ClassesTester, PatchRowCallTests
-from PIL import Image
+from patch_rows import ClassesTester, PatchRowCallTests, image_hw
 from test_image_processing_common import ImageProcessingTestMixin
 from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import get_patch_grid_size
 
@@ -56,12 +55,7 @@ class NemotronTester(ClassesTester):
         super().__init__(parent, classes, **kwargs)
 
     def grid(self, image: Any) -> tuple[int, int]:
-        if isinstance(image, Image.Image):
-            w, h = image.size
-        elif isinstance(image, np.ndarray):
-            h, w = image.shape[:2]
-        else:  # torch, channels first
-            h, w = image.shape[-2:]
+        h, w = image_hw(image)
         return get_patch_grid_size(
             int(h), int(w), self.patch_size, 2, self.min_num_patches, self.max_num_patches
         )
