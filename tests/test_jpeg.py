@@ -184,6 +184,8 @@ def test_bad_arguments_and_mismatched_headers() -> None:
     assert _core.decode_jpeg(data[:-50], (40, 30), "RGB") is None  # a fake EOI is a warning
     with pytest.raises(ValueError, match="transpose"):
         _core.decode_jpeg(data, (40, 30), "RGB", transpose=7)
+    with pytest.raises(ValueError, match="threads"):
+        _core.decode_jpeg(data, (40, 30), "RGB", threads=0)
     layout = Layout.preset("qwen2_5_vl")
     assert layout._core.jpeg_pixel_values(data, (40, 31), "RGB") is None
     with pytest.raises(ValueError, match="dtype"):
